@@ -1,0 +1,136 @@
+"""Every failure a user can cause or see, each with its own type.
+
+An error carries two texts: `user_message`, a short friendly sentence for the chat (always
+built by `avatarbot.messages`), and `detail`, what the operator's log needs. Adapters show the
+first and log the second; nothing else ever reaches a user.
+"""
+
+from __future__ import annotations
+
+
+class AvatarbotError(Exception):
+    """Base of every error that ends a request with a message instead of a crash."""
+
+    code = "error"
+
+    def __init__(self, user_message: str, *, detail: str | None = None):
+        super().__init__(detail or user_message)
+        self.user_message = user_message
+        self.detail = detail or user_message
+
+
+class InputError(AvatarbotError):
+    """The request can't work as sent. Refused before any render time is spent."""
+
+    code = "bad_input"
+
+
+# --- files of any kind -------------------------------------------------------------------------
+class EmptyFileError(InputError):
+    code = "empty_file"
+
+
+class FileTooBigError(InputError):
+    code = "file_too_big"
+
+
+# --- images ------------------------------------------------------------------------------------
+class ImageError(InputError):
+    code = "bad_image"
+
+
+class NotAnImageError(ImageError):
+    code = "not_an_image"
+
+
+class UnsupportedImageFormatError(ImageError):
+    code = "unsupported_image_format"
+
+
+class TruncatedImageError(ImageError):
+    code = "truncated_image"
+
+
+class ImageTooLargeError(ImageError):
+    code = "image_too_large"
+
+
+class ImageTooSmallError(ImageError):
+    code = "image_too_small"
+
+
+class AnimatedImageError(ImageError):
+    code = "animated_image"
+
+
+# --- audio -------------------------------------------------------------------------------------
+class AudioError(InputError):
+    code = "bad_audio"
+
+
+class CorruptAudioError(AudioError):
+    code = "corrupt_audio"
+
+
+class NoAudioStreamError(AudioError):
+    code = "no_audio_stream"
+
+
+class AudioTooLongError(AudioError):
+    code = "audio_too_long"
+
+
+class AudioTooShortError(AudioError):
+    code = "audio_too_short"
+
+
+class SilentAudioError(AudioError):
+    code = "silent_audio"
+
+
+# --- text and speech ---------------------------------------------------------------------------
+class TextError(InputError):
+    code = "bad_text"
+
+
+class EmptyTextError(TextError):
+    code = "empty_text"
+
+
+class TextTooLongError(TextError):
+    code = "text_too_long"
+
+
+class UnknownVoiceError(TextError):
+    code = "unknown_voice"
+
+
+class SpeechError(AvatarbotError):
+    """No TTS engine could speak the text (service down and no offline engine)."""
+
+    code = "tts_failed"
+
+
+# --- rendering and jobs ------------------------------------------------------------------------
+class RenderError(AvatarbotError):
+    code = "render_failed"
+
+
+class OutOfMemoryError(RenderError):
+    code = "out_of_memory"
+
+
+class RenderCancelled(AvatarbotError):
+    code = "cancelled"
+
+
+class EncodeError(AvatarbotError):
+    code = "encode_failed"
+
+
+class QuotaError(AvatarbotError):
+    code = "quota"
+
+    def __init__(self, user_message: str, *, retry_after_s: float, detail: str | None = None):
+        super().__init__(user_message, detail=detail)
+        self.retry_after_s = retry_after_s

@@ -1,0 +1,182 @@
+"""One typed settings model for every avatarbot process.
+
+Values come, highest priority first, from keyword arguments, environment variables
+(`AVATARBOT_*`, nested sections joined with `__`, e.g. `AVATARBOT_TELEGRAM__TOKEN`), a TOML
+file (`--config PATH` or `AVATARBOT_CONFIG`), then the defaults below. Every setting is
+documented in `config/avatarbot.example.toml`; keep the two in step.
+
+Secrets are `SecretStr` so they never print in a repr, a log line or an error.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+Quality = Literal["fast", "standard", "high"]
+
+CONFIG_ENV_VAR = "AVATARBOT_CONFIG"
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("avatarbot", appauthor=False))
+
+
+def read_secret(value: SecretStr | None, file: Path | None) -> str | None:
+    """A token given inline wins; otherwise it is read from `file` (for Docker/systemd secrets)."""
+    if value is not None and value.get_secret_value():
+        return value.get_secret_value()
+    if file is not None:
+        return file.read_text(encoding="utf-8").strip() or None
+    return None
+
+
+class LimitsSettings(BaseModel):
+    """What a request may contain. Checked before any GPU time is spent."""
+
+    max_audio_seconds: float = 60.0
+    max_text_chars: int = 500
+    max_image_pixels: int = 40_000_000
+    min_image_side: int = 64
+    max_download_bytes: int = 25 * 1024 * 1024
+
+
+class RenderSettings(BaseModel):
+    engine: Literal["lite", "hunyuan"] = "lite"
+    quality: Quality = "standard"
+    motion: float = Field(1.0, ge=0.0, le=2.0)
+    # Encoder quality (x264 CRF) per preset; lower is better and bigger.
+    crf: dict[str, int] = {"fast": 28, "standard": 23, "high": 19}
+
+
+class TTSSettings(BaseModel):
+    # "auto": edge-tts, falling back to the offline engine when the service can't be reached.
+    engine: Literal["auto", "edge", "offline"] = "auto"
+    default_voice: str = "en-female"
+    edge_timeout_s: float = 15.0
+
+
+class RedisSettings(BaseModel):
+    # Empty: `avatarbot run` starts an embedded redis-server under data_dir.
+    url: str | None = None
+
+
+class JobSettings(BaseModel):
+    # Must exceed the longest render, or Redis re-delivers a running task (celery #5935).
+    visibility_timeout_s: int = 6 * 3600
+    render_time_limit_s: int = 2 * 3600
+    lease_s: int = 60
+    result_ttl_s: int = 7 * 24 * 3600
+    blob_ttl_s: int = 3 * 24 * 3600
+    max_blob_bytes: int = 200 * 1024 * 1024
+    dedup_window_s: int = 600
+    max_concurrent_per_user: int = 2
+    max_per_user_per_hour: int = 10
+    max_per_server_per_hour: int = 100
+
+
+class TelegramSettings(BaseModel):
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    # A self-hosted Bot API server (`telegram-bot-api --local`) lifts the 20/50 MB file limits.
+    base_url: str = "https://api.telegram.org/bot"
+    base_file_url: str = "https://api.telegram.org/file/bot"
+    local_mode: bool = False
+    upload_limit_bytes: int | None = None  # None: the platform's limit for the chosen mode
+    allowed_chats: list[int] = []  # empty: every chat
+    admins: list[int] = []
+
+    def resolved_token(self) -> str | None:
+        return read_secret(self.token, self.token_file)
+
+
+class DiscordSettings(BaseModel):
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    api_base: str | None = None  # REST proxy, e.g. "http://127.0.0.1:8080/api/v10"
+    gateway_url: str | None = None
+    message_content_intent: bool = True
+    # Guild ids to sync commands to at start (fast, for development); empty: sync globally.
+    sync_guilds: list[int] = []
+
+    def resolved_token(self) -> str | None:
+        return read_secret(self.token, self.token_file)
+
+
+class HunyuanSettings(BaseModel):
+    weights_dir: Path | None = None
+    dtype: Literal["bf16", "fp8"] = "bf16"
+    offload: Literal["none", "model", "block"] = "none"
+    compile: bool = False
+    num_inference_steps: int = 50
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AVATARBOT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    log_level: str = "INFO"
+    limits: LimitsSettings = LimitsSettings()
+    render: RenderSettings = RenderSettings()
+    tts: TTSSettings = TTSSettings()
+    redis: RedisSettings = RedisSettings()
+    jobs: JobSettings = JobSettings()
+    telegram: TelegramSettings = TelegramSettings()
+    discord: DiscordSettings = DiscordSettings()
+    hunyuan: HunyuanSettings = HunyuanSettings()
+
+    @model_validator(mode="after")
+    def _visibility_above_time_limit(self) -> "Settings":
+        if self.jobs.visibility_timeout_s <= self.jobs.render_time_limit_s:
+            raise ValueError(
+                "jobs.visibility_timeout_s must be above jobs.render_time_limit_s, "
+                "or Redis hands a still-running render to a second worker"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_path = os.environ.get(CONFIG_ENV_VAR)
+        if config_path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_path)))
+        return tuple(sources)
+
+
+def load_settings(config: Path | str | None = None, **overrides) -> Settings:
+    """Settings from the environment, plus a TOML file when one is named."""
+    if config is not None:
+        path = Path(config)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        previous = os.environ.get(CONFIG_ENV_VAR)
+        os.environ[CONFIG_ENV_VAR] = str(path)
+        try:
+            return Settings(**overrides)
+        finally:
+            if previous is None:
+                os.environ.pop(CONFIG_ENV_VAR, None)
+            else:
+                os.environ[CONFIG_ENV_VAR] = previous
+    return Settings(**overrides)
