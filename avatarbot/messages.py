@@ -78,3 +78,31 @@ RENDER_FAILED = "Something went wrong while making your clip. Please try again."
 OUT_OF_MEMORY = "The clip was too big for the renderer, even at lower quality. Try a shorter recording."
 CANCELLED = "Cancelled."
 ENCODE_FAILED = "I made the clip but couldn't package it as a video. Please try again."
+
+
+# --- progress (shared by both bots) --------------------------------------------------------------
+def ordinal(n: int) -> str:
+    if 10 <= n % 100 <= 20:
+        suffix = "th"
+    else:
+        suffix = {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def queued(position: int | None) -> str:
+    if not position or position <= 1:
+        return "Queued — you're next."
+    return f"Queued — {ordinal(position)} in line."
+
+
+_STAGE_NAMES = {"preparing": "Preparing", "rendering": "Rendering", "encoding": "Encoding", "uploading": "Uploading"}
+
+
+def progress(stage: str, step: int, total: int, eta_s: float | None = None, width: int = 10) -> str:
+    """e.g. 'Rendering ▰▰▰▰▱▱▱▱▱▱ 40% · about 2 min left'."""
+    fraction = 0.0 if total <= 0 else min(1.0, max(0.0, step / total))
+    filled = round(fraction * width)
+    line = f"{_STAGE_NAMES.get(stage, stage.capitalize())} {'▰' * filled}{'▱' * (width - filled)} {fraction:.0%}"
+    if eta_s is not None and eta_s > 0:
+        line += f" · about {_seconds(round(eta_s)) if eta_s < 90 else f'{round(eta_s / 60)} min'} left"
+    return line
