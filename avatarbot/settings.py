@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -41,7 +41,13 @@ def read_secret(value: SecretStr | None, file: Path | None) -> str | None:
     return None
 
 
-class LimitsSettings(BaseModel):
+class _Section(BaseModel):
+    """A settings section: unknown keys are errors, so a typo in a config file never goes unnoticed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class LimitsSettings(_Section):
     """What a request may contain. Checked before any GPU time is spent."""
 
     max_audio_seconds: float = 60.0
@@ -51,7 +57,7 @@ class LimitsSettings(BaseModel):
     max_download_bytes: int = 25 * 1024 * 1024
 
 
-class RenderSettings(BaseModel):
+class RenderSettings(_Section):
     engine: Literal["lite", "hunyuan"] = "lite"
     quality: Quality = "standard"
     motion: float = Field(1.0, ge=0.0, le=2.0)
@@ -59,19 +65,19 @@ class RenderSettings(BaseModel):
     crf: dict[str, int] = {"fast": 28, "standard": 23, "high": 19}
 
 
-class TTSSettings(BaseModel):
+class TTSSettings(_Section):
     # "auto": edge-tts, falling back to the offline engine when the service can't be reached.
     engine: Literal["auto", "edge", "offline"] = "auto"
     default_voice: str = "en-female"
     edge_timeout_s: float = 15.0
 
 
-class RedisSettings(BaseModel):
+class RedisSettings(_Section):
     # Empty: `avatarbot run` starts an embedded redis-server under data_dir.
     url: str | None = None
 
 
-class JobSettings(BaseModel):
+class JobSettings(_Section):
     # Must exceed the longest render, or Redis re-delivers a running task (celery #5935).
     visibility_timeout_s: int = 6 * 3600
     render_time_limit_s: int = 2 * 3600
@@ -85,7 +91,7 @@ class JobSettings(BaseModel):
     max_per_server_per_hour: int = 100
 
 
-class TelegramSettings(BaseModel):
+class TelegramSettings(_Section):
     token: SecretStr | None = None
     token_file: Path | None = None
     # A self-hosted Bot API server (`telegram-bot-api --local`) lifts the 20/50 MB file limits.
@@ -100,7 +106,7 @@ class TelegramSettings(BaseModel):
         return read_secret(self.token, self.token_file)
 
 
-class DiscordSettings(BaseModel):
+class DiscordSettings(_Section):
     token: SecretStr | None = None
     token_file: Path | None = None
     api_base: str | None = None  # REST proxy, e.g. "http://127.0.0.1:8080/api/v10"
@@ -113,7 +119,7 @@ class DiscordSettings(BaseModel):
         return read_secret(self.token, self.token_file)
 
 
-class HunyuanSettings(BaseModel):
+class HunyuanSettings(_Section):
     weights_dir: Path | None = None
     dtype: Literal["bf16", "fp8"] = "bf16"
     offload: Literal["none", "model", "block"] = "none"
