@@ -40,7 +40,7 @@ def _build_parser() -> argparse.ArgumentParser:
     speech = animate.add_mutually_exclusive_group(required=True)
     speech.add_argument("--voice", type=Path, help="a recording: voice note, song, or a video's soundtrack")
     speech.add_argument("--text", help="a line of text, spoken by text-to-speech")
-    animate.add_argument("--voice-name", help="TTS voice for --text, e.g. en-female (see --list-voices)")
+    animate.add_argument("--voice-name", help="TTS voice for --text, e.g. en-female (list them with `avatarbot voices`)")
     animate.add_argument("--engine", choices=["lite", "hunyuan"], help="lite: CPU preview (default); hunyuan: GPU")
     animate.add_argument("--quality", choices=["fast", "standard", "high"], help="size preset: 384, 512 or 704 px")
     animate.add_argument("--motion", type=float, help="head-motion intensity, 0 (still) to 2 (lively); default 1")
@@ -49,6 +49,7 @@ def _build_parser() -> argparse.ArgumentParser:
     animate.add_argument("--queue", action="store_true", help="submit through Redis + Celery instead of rendering here")
     animate.add_argument("-o", "--output", type=Path, required=True, help="where to write the MP4")
 
+    commands.add_parser("voices", help="list the text-to-speech voices for --voice-name")
     commands.add_parser("doctor", help="check what is installed and working, and how to fix what is not")
 
     run = commands.add_parser(
@@ -78,6 +79,12 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
         from avatarbot.animate import run_animate
 
         return run_animate(args, settings)
+    if args.command == "voices":
+        from avatarbot.tts import list_voices
+
+        for voice in list_voices():
+            print(voice.label)
+        return 0
     if args.command == "doctor":
         from avatarbot.doctor import run_doctor
 

@@ -76,6 +76,12 @@ class NoAudioStreamError(AudioError):
     code = "no_audio_stream"
 
 
+class NotAudioError(AudioError):
+    """A picture (JPEG, PNG, GIF...) sent where a recording was expected."""
+
+    code = "not_audio"
+
+
 class AudioTooLongError(AudioError):
     code = "audio_too_long"
 
@@ -126,6 +132,30 @@ class RenderCancelled(AvatarbotError):
 
 class EncodeError(AvatarbotError):
     code = "encode_failed"
+
+
+class RenderTimeoutError(RenderError):
+    """The render ran past jobs.render_time_limit_s."""
+
+    code = "render_timeout"
+
+
+class InputsExpiredError(InputError):
+    """"Again" on a job whose stored inputs have expired (jobs.blob_ttl_s)."""
+
+    code = "inputs_expired"
+
+
+class QueueUnavailableError(AvatarbotError):
+    """No Redis to queue on: no redis.url and no `avatarbot run` on this machine, or it is down."""
+
+    code = "queue_unavailable"
+
+
+class ChannelNotAllowedError(InputError):
+    """A server admin limited the bot to some channels (Discord /avatar-settings), not this one."""
+
+    code = "channel_not_allowed"
 
 
 class QuotaError(AvatarbotError):

@@ -49,6 +49,7 @@ NO_FACE_NOTE = "I couldn't find a face in that photo, so the whole picture moves
 # --- audio ---------------------------------------------------------------------------------------
 CORRUPT_AUDIO = "I couldn't play that recording; it may be damaged. Please record it again."
 NO_AUDIO_STREAM = "That video has no sound. Send a voice message or an audio file."
+NOT_AUDIO = "That's a picture, not a recording. Send a voice message or an audio file."
 SILENT_AUDIO = "That recording is silent. Say something and send it again."
 
 
@@ -78,6 +79,40 @@ RENDER_FAILED = "Something went wrong while making your clip. Please try again."
 OUT_OF_MEMORY = "The clip was too big for the renderer, even at lower quality. Try a shorter recording."
 CANCELLED = "Cancelled."
 ENCODE_FAILED = "I made the clip but couldn't package it as a video. Please try again."
+LOWER_QUALITY_NOTE = "The renderer ran out of memory, so this clip was made at a lower quality."
+INPUTS_EXPIRED = "I no longer have the photo and recording for that clip. Please send them again."
+QUEUE_UNAVAILABLE = (
+    "The render queue isn't reachable. Set redis.url, or start `avatarbot run` on this machine."
+)
+
+
+def render_timed_out(limit_s: float) -> str:
+    return f"Your clip took longer than {_seconds(limit_s)} to make, so I stopped. Try a shorter recording or a lower quality."
+
+
+# --- queue limits (jobs) -------------------------------------------------------------------------
+def quota_concurrent(limit: int) -> str:
+    clips = "clip" if limit == 1 else "clips"
+    return f"You already have {limit} {clips} in the making. Try again when one of them is done."
+
+
+def quota_user_hourly(limit: int, retry_after_s: float) -> str:
+    return f"You've made {limit} clips in the last hour. Try again in {_seconds(_round_wait(retry_after_s))}."
+
+
+def quota_server_hourly(limit: int, retry_after_s: float) -> str:
+    return f"This chat has made {limit} clips in the last hour. Try again in {_seconds(_round_wait(retry_after_s))}."
+
+
+def _round_wait(seconds: float) -> float:
+    """Whole seconds under two minutes, whole minutes above (the wording uses minutes there)."""
+    if seconds < 120:
+        return float(max(1, round(seconds)))
+    return float(60 * max(2, -(-int(seconds) // 60)))
+
+
+def clip_too_big(limit_bytes: int) -> str:
+    return f"The clip came out too big to send here (the limit is {_megabytes(limit_bytes)}). Try a shorter recording."
 
 
 # --- progress (shared by both bots) --------------------------------------------------------------
@@ -106,3 +141,146 @@ def progress(stage: str, step: int, total: int, eta_s: float | None = None, widt
     if eta_s is not None and eta_s > 0:
         line += f" · about {_seconds(round(eta_s)) if eta_s < 90 else f'{round(eta_s / 60)} min'} left"
     return line
+
+
+# --- Telegram ------------------------------------------------------------------------------------
+TELEGRAM_START = (
+    "Hi! Send me a photo of a face, then reply to it with a voice message and I'll make the face "
+    "talk. Or send a photo with the caption /animate and a line of text. /help has the details."
+)
+TELEGRAM_ANIMATE_HELP = (
+    "Send a photo with the caption /animate and what it should say, or reply to a photo with "
+    "/animate and your text, e.g. /animate Hello there!"
+)
+TELEGRAM_REPLY_TO_A_PHOTO = "Reply to a photo with your recording, and I'll make that face talk."
+TELEGRAM_PHOTO_HINT = "Nice photo! Now reply to it with a voice message, or with /animate and a line of text."
+TELEGRAM_NOTHING_TO_CANCEL = "You have no clip in the works here."
+TELEGRAM_CANCELLING = "Cancelling your clip…"
+TELEGRAM_NOT_YOURS = "Only the person who asked (or a chat admin) can do that."
+TELEGRAM_JOB_GONE = "That clip is too old; send a new request."
+TELEGRAM_AGAIN_STARTED = "On it: a new take is coming."
+TELEGRAM_DELETED = "Deleted."
+TELEGRAM_BUTTON_AGAIN = "Again"
+TELEGRAM_BUTTON_DELETE = "Delete"
+TELEGRAM_BUTTON_CANCEL = "Cancel"
+TELEGRAM_DELIVERY_FAILED = "Your clip is ready but I couldn't post it here. Please try again."
+TELEGRAM_UNEXPECTED = "Something went wrong on my side. Please try again in a moment."
+TELEGRAM_SETTINGS_ADMINS_ONLY = "Only chat admins can change the settings here."
+TELEGRAM_SETTINGS_USAGE = (
+    "Usage: /settings voice NAME, /settings quality fast|standard|high, /settings captions on|off"
+)
+TELEGRAM_SETTINGS_SAVED = "Saved."
+TELEGRAM_VOICES_HEADER = "Voices for /animate text (a chat admin sets the default with /settings voice NAME):"
+
+
+def telegram_help(max_audio_seconds: float, max_text_chars: int, max_download_bytes: int) -> str:
+    return (
+        "How to use me:\n"
+        "• Reply to a photo with a voice message, an audio file or a video: the face speaks or sings it.\n"
+        "• Send a photo with the caption /animate and a line of text, or reply to a photo with /animate TEXT.\n"
+        "• Photos sent as files work too.\n\n"
+        f"Limits: recordings up to {_seconds(max_audio_seconds)}, text up to {max_text_chars} characters, "
+        f"files up to {_megabytes(max_download_bytes)}.\n\n"
+        "Commands: /voices lists voices, /status shows your place in line, /cancel stops your clip; "
+        "admins: /settings.\n\n"
+        "In groups: with privacy mode on I only see commands and replies to my own messages, so a "
+        "voice reply to someone's photo passes me by. Use /animate, make me a group admin, or ask my "
+        "owner to turn privacy off (@BotFather → /setprivacy → Disable, then re-add me)."
+    )
+
+
+def telegram_settings(voice: str, quality: str, captions: bool) -> str:
+    return (
+        f"Settings here: voice {voice}, quality {quality}, plain captions "
+        f"{'on' if captions else 'off'}.\n" + TELEGRAM_SETTINGS_USAGE
+    )
+
+
+# --- Discord -------------------------------------------------------------------------------------
+DISCORD_NOT_A_RECORDING = "That isn't a recording. Attach a voice message or an audio file (MP3, OGG, WAV or M4A)."
+DISCORD_DOWNLOAD_FAILED = "I couldn't fetch that attachment from Discord. Please try again."
+DISCORD_VOICE_OR_TEXT = "Give me either a recording (voice) or a line of text (text), not both."
+DISCORD_NEED_VOICE_OR_TEXT = "Add a recording (voice) or a line of text (text) for the face to say."
+DISCORD_NO_PHOTO = "That message has no photo. Use Apps → Animate on a message with a picture."
+DISCORD_MODAL_TITLE = "Animate this photo"
+DISCORD_MODAL_TEXT_LABEL = "What should it say?"
+DISCORD_MODAL_VOICE_LABEL = "Voice (optional, e.g. en-female)"
+DISCORD_STARTED = "Got it! I'll show the progress in the channel and post the clip there."
+DISCORD_NOT_YOURS = "Only the person who asked for this clip, or a moderator, can do that."
+DISCORD_CANCELLING = "Cancelling your clip…"
+DISCORD_ALREADY_FINISHED = "That clip has already finished."
+DISCORD_JOB_GONE = "That clip is too old to redo; send a new request."
+DISCORD_DELETED = "Deleted."
+DISCORD_AGAIN_STARTED = "On it: a new take is coming."
+DISCORD_SERVER_ONLY = "This works in a server, not in direct messages."
+DISCORD_SETTINGS_SAVED = "Saved."
+DISCORD_DELIVERY_FAILED = "Your clip is ready but I couldn't post it here. Please try again."
+DISCORD_UNEXPECTED = "Something went wrong on my side. Please try again in a moment."
+DISCORD_BUTTON_CANCEL = "Cancel"
+DISCORD_BUTTON_AGAIN = "Again"
+DISCORD_BUTTON_DELETE = "Delete"
+DISCORD_CONTEXT_MENU = "Animate"
+# Command and option descriptions shown in Discord's command picker (at most 100 characters each).
+DISCORD_DESCRIBE = {
+    "animate": "Make the face in a photo say a recording or a line of text",
+    "photo": "A photo with a face (JPEG, PNG or WebP)",
+    "voice": "A voice message or audio file for the face to say or sing",
+    "text": "A line of text to speak instead of a recording",
+    "voice_name": "Text-to-speech voice, e.g. en-female",
+    "quality": "fast (384 px), standard (512 px) or high (704 px)",
+    "motion": "How much the head moves",
+    "help": "How to use the avatar bot",
+    "settings": "Avatar bot settings for this server (admins)",
+    "settings_show": "Show this server's avatar bot settings",
+    "settings_channels": "Allow the bot in a channel, or remove it; no channels: everywhere",
+    "settings_channel": "The channel to allow or remove",
+    "settings_allow": "True to allow the bot there, False to remove the channel",
+    "settings_defaults": "Default voice and quality on this server",
+    "settings_user_limit": "Clips one member may ask for per hour on this server",
+    "settings_per_hour": "Clips per member per hour (0: the bot's own limit)",
+}
+DISCORD_MOTION_CHOICES = {"still": 0.0, "calm": 0.5, "normal": 1.0, "lively": 1.6}
+
+
+def discord_status(who: str, line: str) -> str:
+    return f"Clip for {who}: {line}"
+
+
+def discord_done(who: str) -> str:
+    return f"Clip for {who}: done."
+
+
+def discord_failed(who: str, reason: str) -> str:
+    return f"Clip for {who}: {reason}"
+
+
+def discord_clip_caption(who: str, notes: list[str]) -> str:
+    return " ".join([f"Here you go, {who}!", *notes])
+
+
+def discord_channel_not_allowed(channels: list[str]) -> str:
+    return f"I only make clips in {', '.join(channels)} on this server."
+
+
+def discord_settings(channels: list[str], voice: str, quality: str, per_hour: int | None) -> str:
+    where = ", ".join(channels) if channels else "every channel"
+    limit = f"{per_hour} clips per member per hour" if per_hour else "the bot's own per-member limit"
+    return f"Settings on this server: channels: {where}; voice: {voice}; quality: {quality}; {limit}."
+
+
+def discord_help(message_content_intent: bool, max_audio_seconds: float, max_text_chars: int) -> str:
+    reply = (
+        "• Reply to a message that has a photo with a voice message or an audio file."
+        if message_content_intent
+        else "• Reply to a message that has a photo with a voice message or an audio file, and mention me "
+        "in the reply (I can't read other messages here)."
+    )
+    return (
+        "How to use me:\n"
+        "• /animate with a photo, plus a recording (voice) or a line of text (text).\n"
+        "• Right-click a message with a photo → Apps → Animate, then type what it should say.\n"
+        f"{reply}\n\n"
+        f"Limits: recordings up to {_seconds(max_audio_seconds)}, text up to {max_text_chars} characters. "
+        "The clip arrives in the same channel with Again and Delete buttons; Cancel stops a clip in the works. "
+        "Server admins: /avatar-settings."
+    )

@@ -51,6 +51,7 @@ class LimitsSettings(_Section):
     """What a request may contain. Checked before any GPU time is spent."""
 
     max_audio_seconds: float = 60.0
+    min_audio_seconds: float = 0.3  # shorter than a syllable: nothing to lip-sync
     max_text_chars: int = 500
     max_image_pixels: int = 40_000_000
     min_image_side: int = 64
@@ -68,8 +69,8 @@ class RenderSettings(_Section):
 class TTSSettings(_Section):
     # "auto": edge-tts, falling back to the offline engine when the service can't be reached.
     engine: Literal["auto", "edge", "offline"] = "auto"
-    default_voice: str = "en-female"
-    edge_timeout_s: float = 15.0
+    default_voice: str = "en-female"  # a name from avatarbot.tts.voices, checked when speaking
+    edge_timeout_s: float = Field(15.0, gt=0)
 
 
 class RedisSettings(_Section):
@@ -89,6 +90,13 @@ class JobSettings(_Section):
     max_concurrent_per_user: int = 2
     max_per_user_per_hour: int = 10
     max_per_server_per_hour: int = 100
+    # Where blobs (inputs, clips) live: "redis" works across machines; "directory" needs a shared disk.
+    blob_store: Literal["redis", "directory"] = "redis"
+    blob_dir: Path | None = None  # default: <data_dir>/blobs
+    # How long a bot may take to post a finished clip before another bot process may try.
+    delivery_claim_s: int = 300
+    # `avatarbot run` stop: how long a running render may finish before the worker is killed.
+    shutdown_grace_s: float = 10.0
 
 
 class TelegramSettings(_Section):
@@ -114,6 +122,11 @@ class DiscordSettings(_Section):
     message_content_intent: bool = True
     # Guild ids to sync commands to at start (fast, for development); empty: sync globally.
     sync_guilds: list[int] = []
+    # Hosts besides Discord's CDN that attachments may be downloaded from (a media proxy on your
+    # network; tests use 127.0.0.1). Only these may be plain http.
+    cdn_hosts: list[str] = []
+    # A status message is edited at most this often (Discord rate-limits edits per channel).
+    status_edit_interval_s: float = Field(2.0, ge=0.2)
 
     def resolved_token(self) -> str | None:
         return read_secret(self.token, self.token_file)
