@@ -137,7 +137,11 @@ class HunyuanSettings(_Section):
     dtype: Literal["bf16", "fp8"] = "bf16"
     offload: Literal["none", "model", "block"] = "none"
     compile: bool = False
-    num_inference_steps: int = 50
+    num_inference_steps: int = Field(50, ge=1)
+    # Classifier-free guidance at the first step (upstream 7.5); later steps follow its schedule.
+    guidance_scale: float = Field(7.5, ge=1.0)
+    # Reuse cached transformer features on 20 of 50 steps (upstream's "deepcache"): ~40 % fewer FLOPs.
+    step_cache: bool = True
 
 
 class Settings(BaseSettings):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 
 from avatarbot import messages
@@ -139,11 +140,10 @@ def encode_mp4(
     # process dies mid-encode.
     audio_read, audio_write = os.pipe()
     args = [
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{clip.width}x{clip.height}", "-framerate", str(fps),
+        "-f", "rawvideo", "-pix_fmt", PIXEL_FORMAT, "-s", f"{even_w}x{even_h}", "-framerate", str(fps),
         "-i", "pipe:0",
         "-f", "f32le", "-ar", str(audio.sample_rate), "-ac", "1", "-i", f"pipe:{audio_read}",
         "-map", "0:v:0", "-map", "1:a:0",
-        "-vf", f"crop={even_w}:{even_h}:0:0",
         "-c:v", VIDEO_CODEC, "-preset", preset, "-crf", str(crf), "-pix_fmt", PIXEL_FORMAT,
         "-c:a", AUDIO_CODEC, "-b:a", AUDIO_BITRATE, "-ar", str(AUDIO_SAMPLE_RATE),
         "-movflags", "+faststart", "-f", "mp4", str(partial),
@@ -167,7 +167,7 @@ def encode_mp4(
     )
     audio_feeder.start()
     try:
-        written = _feed_frames(process, clip, total, progress)
+        written = _feed_frames(process, clip, total, (even_h, even_w), progress)
         process.stdin.close()
         code = process.wait(timeout=FINISH_TIMEOUT_S)
     except BrokenPipeError:  # ffmpeg quit early; its stderr says why
@@ -227,7 +227,17 @@ class _StderrCollector:
         return b"".join(self._chunks)
 
 
-def _feed_frames(process: subprocess.Popen, clip: Clip, total: int, progress) -> int:
+def _to_yuv420p(frame: np.ndarray, even_size: tuple[int, int]) -> bytes:
+    """RGB -> planar BT.601 limited-range YUV 4:2:0, in our process.
+
+    Piping YUV halves the bytes sent to ffmpeg and takes its colour conversion off the encoder's
+    critical path (bench/lite.py: encode about 30% faster); OpenCV's I420 conversion is the same
+    limited-range BT.601 that H.264 players assume for untagged yuv420p."""
+    height, width = even_size
+    return cv2.cvtColor(np.ascontiguousarray(frame[:height, :width]), cv2.COLOR_RGB2YUV_I420).tobytes()
+
+
+def _feed_frames(process: subprocess.Popen, clip: Clip, total: int, even_size: tuple[int, int], progress) -> int:
     expected = (clip.height, clip.width, 3)
     written = 0
     last = None
@@ -240,8 +250,8 @@ def _feed_frames(process: subprocess.Popen, clip: Clip, total: int, progress) ->
                 messages.ENCODE_FAILED,
                 detail=f"frame {written} is {frame.shape} {frame.dtype}, expected {expected} uint8",
             )
-        process.stdin.write(np.ascontiguousarray(frame).tobytes())
-        last = frame
+        last = _to_yuv420p(frame, even_size)
+        process.stdin.write(last)
         written += 1
         if progress is not None and written % PROGRESS_EVERY_FRAMES == 0:
             progress(written, total)
@@ -249,9 +259,8 @@ def _feed_frames(process: subprocess.Popen, clip: Clip, total: int, progress) ->
         raise EncodeError(messages.ENCODE_FAILED, detail="the clip has no frames")
     if written < total:
         log.warning("clip ended %d frames before its audio; holding the last frame", total - written)
-        padding = np.ascontiguousarray(last).tobytes()
         while written < total:
-            process.stdin.write(padding)
+            process.stdin.write(last)
             written += 1
     if progress is not None and written % PROGRESS_EVERY_FRAMES != 0:
         progress(written, total)

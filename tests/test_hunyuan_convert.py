@@ -1,0 +1,483 @@
+"""The strict converter on synthetic checkpoints in the official key naming.
+
+`official_state_dict` below is written from the official module structure (hymm_sp/modules:
+HYVideoDiffusionTransformer with its DoubleStreamBlock, SingleStreamBlock, SingleTokenRefiner,
+AudioProjNet2, PerceiverAttentionCA, TimestepEmbedder, MLPEmbedder, FinalLayer), not from our
+mapping, at tiny sizes: every official key name, with the shape the official module would give it.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch = pytest.importorskip("torch")
+
+from avatarbot.avatar.hunyuan import convert, weights
+from avatarbot.avatar.hunyuan.model import TINY_CONFIG, HunyuanAvatarTransformer3DModel
+
+pytestmark = pytest.mark.gpu
+
+CONFIG = dict(TINY_CONFIG, num_refiner_layers=2)  # upstream's refiner is always 2 blocks deep
+HIDDEN = CONFIG["num_attention_heads"] * CONFIG["attention_head_dim"]
+
+
+def official_shapes(c=CONFIG) -> dict[str, tuple[int, ...]]:
+    h = c["num_attention_heads"] * c["attention_head_dim"]
+    head = c["attention_head_dim"]
+    mlp = int(h * c["mlp_ratio"])
+    refiner_mlp = 4 * h
+    ch = c["in_channels"]
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def linear(name, out_f, in_f, bias=True):
+        shapes[f"{name}.weight"] = (out_f, in_f)
+        if bias:
+            shapes[f"{name}.bias"] = (out_f,)
+
+    def layer_norm(name, dim):
+        shapes[f"{name}.weight"] = (dim,)
+        shapes[f"{name}.bias"] = (dim,)
+
+    def timestep_embedder(name, dim):  # TimestepEmbedder: mlp = Linear(256, dim), SiLU, Linear(dim, dim)
+        linear(f"{name}.mlp.0", dim, 256)
+        linear(f"{name}.mlp.2", dim, dim)
+
+    for patch in ("img_in", "ref_in"):
+        shapes[f"{patch}.proj.weight"] = (h, ch, 1, 2, 2)
+        shapes[f"{patch}.proj.bias"] = (h,)
+    # txt_in: SingleTokenRefiner
+    linear("txt_in.input_embedder", h, c["text_embed_dim"])
+    timestep_embedder("txt_in.t_embedder", h)
+    linear("txt_in.c_embedder.linear_1", h, c["text_embed_dim"])
+    linear("txt_in.c_embedder.linear_2", h, h)
+    for i in range(c["num_refiner_layers"]):
+        b = f"txt_in.individual_token_refiner.blocks.{i}"
+        layer_norm(f"{b}.norm1", h)
+        linear(f"{b}.self_attn_qkv", 3 * h, h)
+        linear(f"{b}.self_attn_proj", h, h)
+        layer_norm(f"{b}.norm2", h)
+        linear(f"{b}.mlp.fc1", refiner_mlp, h)
+        linear(f"{b}.mlp.fc2", h, refiner_mlp)
+        linear(f"{b}.adaLN_modulation.1", 2 * h, h)
+    timestep_embedder("time_in", h)
+    linear("vector_in.in_layer", h, c["pooled_projection_dim"])
+    linear("vector_in.out_layer", h, h)
+    for i in range(c["num_layers"]):
+        b = f"double_blocks.{i}"
+        for stream in ("img", "txt"):
+            linear(f"{b}.{stream}_mod.linear", 6 * h, h)
+            linear(f"{b}.{stream}_attn_qkv", 3 * h, h)
+            shapes[f"{b}.{stream}_attn_q_norm.weight"] = (head,)
+            shapes[f"{b}.{stream}_attn_k_norm.weight"] = (head,)
+            linear(f"{b}.{stream}_attn_proj", h, h)
+            linear(f"{b}.{stream}_mlp.fc1", mlp, h)
+            linear(f"{b}.{stream}_mlp.fc2", h, mlp)
+    for i in range(c["num_single_layers"]):
+        b = f"single_blocks.{i}"
+        linear(f"{b}.linear1", 3 * h + mlp, h)
+        linear(f"{b}.linear2", h, h + mlp)
+        shapes[f"{b}.q_norm.weight"] = (head,)
+        shapes[f"{b}.k_norm.weight"] = (head,)
+        linear(f"{b}.modulation.linear", 3 * h, h)
+    linear("final_layer.linear", 4 * c["out_channels"], h)
+    linear("final_layer.adaLN_modulation.1", 2 * h, h)
+    # audio_proj: AudioProjNet2
+    audio_in = c["audio_window"] * c["audio_states"] * c["audio_channels"]
+    linear("audio_proj.proj1", c["audio_intermediate_dim"], audio_in)
+    linear("audio_proj.proj2", c["audio_intermediate_dim"], c["audio_intermediate_dim"])
+    linear("audio_proj.proj3", c["audio_tokens_per_frame"] * h, c["audio_intermediate_dim"])
+    layer_norm("audio_proj.norm", h)
+    timestep_embedder("motion_exp", h // 4)
+    timestep_embedder("motion_pose", h // 4)
+    timestep_embedder("fps_proj", h)
+    linear("before_proj", h, h)
+    inner = c["audio_adapter_dim"]
+    for j in range(len(range(1, c["num_layers"], 2))):  # after double blocks 1, 3, 5, ...
+        b = f"audio_adapter_blocks.{j}"
+        layer_norm(f"{b}.norm1", h)
+        layer_norm(f"{b}.norm2", h)
+        linear(f"{b}.to_q", inner, h, bias=False)
+        linear(f"{b}.to_kv", 2 * inner, h, bias=False)
+        linear(f"{b}.to_out", h, inner, bias=False)
+    return shapes
+
+
+def official_state_dict(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {k: torch.randn(s, generator=g) for k, s in official_shapes().items()}
+
+
+def _convert(state, scales=None):
+    return convert.convert_transformer_state_dict(state, convert.model_shapes(CONFIG), HIDDEN, scales)
+
+
+def test_every_official_key_maps_and_the_model_loads_strictly():
+    official = official_state_dict()
+    ours = _convert(official)
+    model = HunyuanAvatarTransformer3DModel(**CONFIG)
+    model.load_state_dict(ours, strict=True)  # raises on any missing / unexpected key
+    # fused tensors are split in order
+    qkv = official["double_blocks.1.img_attn_qkv.weight"]
+    torch.testing.assert_close(ours["transformer_blocks.1.attn.to_k.weight"], qkv[HIDDEN : 2 * HIDDEN])
+    txt_qkv = official["double_blocks.0.txt_attn_qkv.bias"]
+    torch.testing.assert_close(ours["transformer_blocks.0.attn.add_v_proj.bias"], txt_qkv[2 * HIDDEN :])
+    linear1 = official["single_blocks.1.linear1.weight"]
+    torch.testing.assert_close(ours["single_transformer_blocks.1.proj_mlp.weight"], linear1[3 * HIDDEN :])
+    torch.testing.assert_close(ours["single_transformer_blocks.1.attn.to_q.weight"], linear1[:HIDDEN])
+    # final modulation: official (shift, scale) -> diffusers (scale, shift)
+    final = official["final_layer.adaLN_modulation.1.weight"]
+    torch.testing.assert_close(ours["norm_out.linear.weight"][:HIDDEN], final[HIDDEN:])
+    # the audio adapter's first norm normalises the audio, the second the video tokens
+    torch.testing.assert_close(ours["audio_adapters.0.norm_audio.weight"], official["audio_adapter_blocks.0.norm1.weight"])
+    torch.testing.assert_close(ours["ref_proj.weight"], official["before_proj.weight"])
+    torch.testing.assert_close(ours["fps_embedder.linear_2.bias"], official["fps_proj.mlp.2.bias"])
+
+
+def test_a_missing_key_is_reported_by_name():
+    official = official_state_dict()
+    del official["double_blocks.1.txt_mlp.fc2.bias"]
+    with pytest.raises(convert.ConversionError) as caught:
+        _convert(official)
+    assert any("transformer_blocks.1.ff_context.net.2.bias" in p and "missing" in p for p in caught.value.problems)
+
+
+def test_an_extra_key_is_reported_by_name():
+    official = official_state_dict()
+    official["guidance_in.mlp.0.weight"] = torch.zeros(HIDDEN, 256)
+    official["double_blocks.0.img_attn_qkv.weight_scale"] = torch.ones(())
+    with pytest.raises(convert.ConversionError) as caught:
+        _convert(official)
+    text = str(caught.value)
+    assert "guidance_in.mlp.0.weight" in text
+    assert "double_blocks.0.img_attn_qkv.weight_scale" in text
+
+
+def test_a_misshaped_key_is_reported_with_both_shapes():
+    official = official_state_dict()
+    official["audio_proj.proj1.weight"] = torch.zeros(16, 999)
+    official["double_blocks.0.img_attn_qkv.weight"] = torch.zeros(3 * HIDDEN + 1, HIDDEN)
+    with pytest.raises(convert.ConversionError) as caught:
+        _convert(official)
+    text = str(caught.value)
+    assert "audio_proj.proj1.weight: checkpoint (16, 999), model (16, 240)" in text
+    assert "double_blocks.0.img_attn_qkv.weight" in text and "cannot split" in text
+
+
+def _fp8_official():
+    official = official_state_dict()
+    scales = {}
+    for key in list(official):
+        layer = key.removesuffix(".weight")
+        if key.endswith(".weight") and key.startswith(("double_blocks.", "single_blocks.")) and official[key].ndim == 2:
+            scales[layer] = torch.tensor(0.01)
+            official[key] = (official[key] / 0.01).to(torch.float8_e4m3fn)
+    return official, scales
+
+
+def test_fp8_checkpoint_keeps_fp8_weights_with_their_scales_and_loads():
+    from avatarbot.avatar.hunyuan import fp8
+
+    official, scales = _fp8_official()
+    ours = _convert(official, scales)
+    assert ours["transformer_blocks.0.attn.to_v.weight"].dtype == torch.float8_e4m3fn
+    assert float(ours["transformer_blocks.0.attn.to_v.weight_scale"]) == pytest.approx(0.01)
+    assert ours["single_transformer_blocks.0.proj_mlp.weight_scale"].shape == ()
+    model = HunyuanAvatarTransformer3DModel(**CONFIG)
+    fp8.swap_block_linears(model, only=fp8.layers_with_scales(ours))
+    model.load_state_dict(ours, strict=True)
+    layer = model.transformer_blocks[0].attn.to_v
+    x = torch.randn(3, HIDDEN)
+    expected = x @ (official["double_blocks.0.img_attn_qkv.weight"][2 * HIDDEN :].float() * 0.01).T + layer.bias
+    torch.testing.assert_close(layer(x), expected)
+
+
+def test_fp8_weight_without_scale_and_scale_without_weight_are_errors():
+    official, scales = _fp8_official()
+    del scales["single_blocks.1.linear2"]
+    scales["double_blocks.9.img_mlp.fc1"] = torch.tensor(1.0)
+    with pytest.raises(convert.ConversionError) as caught:
+        _convert(official, scales)
+    text = str(caught.value)
+    assert "fp8 weight without a scale in the map: single_blocks.1.linear2" in text
+    assert "scale in the fp8 map with no fp8 weight: double_blocks.9.img_mlp.fc1" in text
+
+
+# --- whole directories -----------------------------------------------------------------------------
+TINY_VAE = dict(latent_channels=4, block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4)
+
+
+def _official_dir(root, fp8=False):
+    from diffusers import AutoencoderKLHunyuanVideo
+
+    ckpts = root / "ckpts"
+    transformers_dir = ckpts / convert.OFFICIAL_TRANSFORMER_DIR
+    transformers_dir.mkdir(parents=True)
+    if fp8:
+        state, scales = _fp8_official()
+        torch.save({"module": state}, transformers_dir / convert.OFFICIAL_FP8_FILE)
+        torch.save({"module": scales}, transformers_dir / convert.OFFICIAL_FP8_MAP_FILE)
+    else:
+        torch.save({"module": official_state_dict()}, transformers_dir / convert.OFFICIAL_BF16_FILE)
+    vae_dir = ckpts / convert.OFFICIAL_VAE_DIR
+    vae_dir.mkdir(parents=True)
+    vae_state = {f"vae.{k}": v for k, v in AutoencoderKLHunyuanVideo(**TINY_VAE).state_dict().items()}
+    torch.save({"state_dict": vae_state}, vae_dir / "pytorch_model.pt")
+    # Hugging Face component folders are copied as they are; files with the right names suffice here.
+    for name, files in {
+        "llava_llama_image": ["config.json", "tokenizer.json", "model-00001-of-00004.safetensors"],
+        "text_encoder_2": ["config.json", "vocab.json", "model.safetensors"],
+        "whisper-tiny": ["config.json", "preprocessor_config.json", "model.safetensors"],
+    }.items():
+        (ckpts / name).mkdir()
+        for file in files:
+            (ckpts / name / file).write_text("{}")
+    return ckpts
+
+
+@pytest.mark.parametrize("fp8", [False, True])
+def test_directory_conversion_then_strict_load(tmp_path, fp8):
+    src = _official_dir(tmp_path / "official", fp8=fp8)
+    dst = tmp_path / "converted"
+    assert weights.check_weights(src)[0].startswith(f"{src} holds the official download")
+    convert.convert_checkpoint_dir(src, dst, fp8=fp8, config=CONFIG, vae_config=TINY_VAE)
+    assert weights.check_weights(dst) == []
+    assert json.loads((dst / "transformer" / "config.json").read_text())["num_refiner_layers"] == 2
+    model = weights.load_transformer(dst / "transformer", dtype="bf16")
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert ("Fp8Linear" in kinds) == fp8
+    assert model.x_embedder.proj.weight.dtype == torch.bfloat16
+
+
+def test_bf16_weights_can_be_quantised_to_fp8_at_load(tmp_path):
+    src = _official_dir(tmp_path / "official")
+    dst = tmp_path / "converted"
+    convert.convert_checkpoint_dir(src, dst, fp8=False, config=CONFIG, vae_config=TINY_VAE)
+    model = weights.load_transformer(dst / "transformer", dtype="fp8")
+    assert model.single_transformer_blocks[0].proj_out.weight.dtype == torch.float8_e4m3fn
+
+
+def test_run_convert_reports_missing_files_and_fails(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert convert.run_convert(tmp_path / "empty", tmp_path / "out", fp8=True) == 2
+    err = capsys.readouterr().err
+    assert "mp_rank_00_model_states_fp8.pt" in err and "mp_rank_00_model_states_fp8_map.pt" in err
+    assert "whisper-tiny" in err
+
+
+def test_check_weights_lists_what_is_missing(tmp_path):
+    assert weights.check_weights(None)[0].startswith("no HunyuanVideo-Avatar weights directory")
+    assert weights.check_weights(tmp_path / "nope") == [f"weights directory {tmp_path / 'nope'} does not exist"]
+    problems = weights.check_weights(tmp_path)
+    assert any("transformer" in p for p in problems)
+    assert any("whisper" in p for p in problems)
+    assert any("LLaVA" in p for p in problems)
+
+
+# --- numerical equivalence with the official computation ------------------------------------------
+def _official_forward(W, c, x, t, ref, txt, pooled, audio, mask, m_exp, m_pose, fps):
+    """The official HYVideoDiffusionTransformer forward (audio variant), written out with plain
+    torch ops on the official tensor names: the yardstick our converted model must match."""
+    F = torch.nn.functional
+    h, heads = HIDDEN, c["num_attention_heads"]
+    head = h // heads
+    b = x.shape[0]
+
+    def lin(name, v):
+        return F.linear(v, W[f"{name}.weight"], W.get(f"{name}.bias"))
+
+    def affine_ln(v, name, eps):
+        return F.layer_norm(v, (h,), W[f"{name}.weight"], W[f"{name}.bias"], eps=eps)
+
+    def rms(v, name):
+        return v * torch.rsqrt(v.pow(2).mean(-1, keepdim=True) + 1e-6) * W[f"{name}.weight"]
+
+    def modulate(v, shift, scale):
+        return v * (1 + scale[:, None]) + shift[:, None]
+
+    def sinusoid_embed(name, values):
+        freqs = torch.exp(-np.log(10000) * torch.arange(128, dtype=torch.float32) / 128)
+        args = values.float()[:, None] * freqs[None]
+        emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+        return lin(f"{name}.mlp.2", F.silu(lin(f"{name}.mlp.0", emb)))
+
+    def heads_of(v):
+        return v.reshape(b, v.shape[1], heads, head)
+
+    def attention(q, k, v):
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return out.transpose(1, 2).reshape(b, -1, h)
+
+    frames, gh, gw = x.shape[2], x.shape[3] // 2, x.shape[4] // 2
+    # RoPE over (time -1 .. frames-1, row, column), interleaved real pairs
+    grid = torch.stack(torch.meshgrid(torch.arange(-1, frames), torch.arange(gh), torch.arange(gw), indexing="ij"))
+    cos, sin = [], []
+    for axis, dim in enumerate(c["rope_axes_dim"]):
+        freqs = 1.0 / (c.get("rope_theta", 256.0) ** (torch.arange(0, dim, 2).float() / dim))
+        angles = grid[axis].reshape(-1).float()[:, None] * freqs[None]
+        cos.append(angles.cos().repeat_interleave(2, dim=1))
+        sin.append(angles.sin().repeat_interleave(2, dim=1))
+    cos, sin = torch.cat(cos, 1)[None, :, None], torch.cat(sin, 1)[None, :, None]
+
+    def rope(v):
+        real, imag = v.reshape(*v.shape[:-1], -1, 2).unbind(-1)
+        rotated = torch.stack([-imag, real], dim=-1).flatten(3)
+        return v * cos + rotated * sin
+
+    vec = sinusoid_embed("time_in", t)
+    vec = vec + sinusoid_embed("motion_exp", m_exp.reshape(-1)).reshape(b, -1)
+    vec = vec + sinusoid_embed("motion_pose", m_pose.reshape(-1)).reshape(b, -1)
+    vec = vec + sinusoid_embed("fps_proj", fps)
+    a = audio.reshape(b * audio.shape[1], -1)
+    a = lin("audio_proj.proj3", torch.relu(lin("audio_proj.proj2", torch.relu(lin("audio_proj.proj1", a)))))
+    a = affine_ln(a.reshape(b, audio.shape[1], -1, h), "audio_proj.norm", 1e-5)
+    vec = vec + lin("vector_in.out_layer", F.silu(lin("vector_in.in_layer", pooled)))
+
+    def patch(name, v):
+        return F.conv3d(v, W[f"{name}.proj.weight"], W[f"{name}.proj.bias"], stride=(1, 2, 2)).flatten(2).transpose(1, 2)
+
+    img = lin("before_proj", patch("ref_in", ref)) + patch("img_in", x)
+    first = patch("img_in", ref[:, :, :1])
+    ref_len = first.shape[1]
+    img = torch.cat([first, img], dim=1)
+
+    cond = sinusoid_embed("txt_in.t_embedder", t) + lin(
+        "txt_in.c_embedder.linear_2", F.silu(lin("txt_in.c_embedder.linear_1", txt.mean(1)))
+    )
+    tx = lin("txt_in.input_embedder", txt)
+    for i in range(c["num_refiner_layers"]):
+        blk = f"txt_in.individual_token_refiner.blocks.{i}"
+        gate_msa, gate_mlp = lin(f"{blk}.adaLN_modulation.1", F.silu(cond)).chunk(2, dim=-1)
+        q, k, v = (heads_of(p) for p in lin(f"{blk}.self_attn_qkv", affine_ln(tx, f"{blk}.norm1", 1e-6)).chunk(3, dim=-1))
+        tx = tx + gate_msa[:, None] * lin(f"{blk}.self_attn_proj", attention(q, k, v))
+        normed = affine_ln(tx, f"{blk}.norm2", 1e-6)
+        tx = tx + gate_mlp[:, None] * lin(f"{blk}.mlp.fc2", F.silu(lin(f"{blk}.mlp.fc1", normed)))
+
+    def plain_ln(v):
+        return F.layer_norm(v, (h,), eps=1e-6)
+
+    gelu = lambda v: F.gelu(v, approximate="tanh")
+    adapters = {layer: j for j, layer in enumerate(range(1, c["num_layers"], 2))}
+    for i in range(c["num_layers"]):
+        blk = f"double_blocks.{i}"
+        im = lin(f"{blk}.img_mod.linear", F.silu(vec)).chunk(6, dim=-1)
+        tm = lin(f"{blk}.txt_mod.linear", F.silu(vec)).chunk(6, dim=-1)
+        q, k, v = (heads_of(p) for p in lin(f"{blk}.img_attn_qkv", modulate(plain_ln(img), im[0], im[1])).chunk(3, dim=-1))
+        q, k = rope(rms(q, f"{blk}.img_attn_q_norm")), rope(rms(k, f"{blk}.img_attn_k_norm"))
+        tq, tk, tv = (heads_of(p) for p in lin(f"{blk}.txt_attn_qkv", modulate(plain_ln(tx), tm[0], tm[1])).chunk(3, dim=-1))
+        tq, tk = rms(tq, f"{blk}.txt_attn_q_norm"), rms(tk, f"{blk}.txt_attn_k_norm")
+        out = attention(torch.cat([q, tq], 1), torch.cat([k, tk], 1), torch.cat([v, tv], 1))
+        img_out, txt_out = out[:, : img.shape[1]], out[:, img.shape[1] :]
+        img = img + im[2][:, None] * lin(f"{blk}.img_attn_proj", img_out)
+        img = img + im[5][:, None] * lin(f"{blk}.img_mlp.fc2", gelu(lin(f"{blk}.img_mlp.fc1", modulate(plain_ln(img), im[3], im[4]))))
+        tx = tx + tm[2][:, None] * lin(f"{blk}.txt_attn_proj", txt_out)
+        tx = tx + tm[5][:, None] * lin(f"{blk}.txt_mlp.fc2", gelu(lin(f"{blk}.txt_mlp.fc1", modulate(plain_ln(tx), tm[3], tm[4]))))
+        if i in adapters:
+            ad = f"audio_adapter_blocks.{adapters[i]}"
+            video = img[:, ref_len:].reshape(b, frames, gh * gw, h)
+            tokens = torch.cat([a[:, :1].repeat(1, 3, 1, 1), a], dim=1).reshape(b, frames, 16, h)
+            xa = affine_ln(tokens, f"{ad}.norm1", 1e-5)
+            lat = affine_ln(video, f"{ad}.norm2", 1e-5)
+            q = lin(f"{ad}.to_q", lat)
+            k, v = lin(f"{ad}.to_kv", xa).chunk(2, dim=-1)
+            s = q.shape[-1] ** -0.25
+            weight = torch.softmax((q * s) @ (k * s).transpose(-2, -1), dim=-1)
+            heard = lin(f"{ad}.to_out", weight @ v).reshape(b, -1, h)
+            m = F.interpolate(mask, size=(frames, gh, gw), mode="nearest").reshape(b, -1, 1)
+            img = img + torch.cat([torch.zeros_like(img[:, :ref_len]), heard * m], dim=1)
+
+    xs = torch.cat([img, tx], dim=1)
+    n_img = img.shape[1]
+    mlp = int(h * c["mlp_ratio"])
+    for i in range(c["num_single_layers"]):
+        blk = f"single_blocks.{i}"
+        shift, scale, gate = lin(f"{blk}.modulation.linear", F.silu(vec)).chunk(3, dim=-1)
+        qkv, hidden_mlp = lin(f"{blk}.linear1", modulate(plain_ln(xs), shift, scale)).split([3 * h, mlp], dim=-1)
+        q, k, v = (heads_of(p) for p in qkv.chunk(3, dim=-1))
+        q, k = rms(q, f"{blk}.q_norm"), rms(k, f"{blk}.k_norm")
+        q = torch.cat([rope(q[:, :n_img]), q[:, n_img:]], 1)
+        k = torch.cat([rope(k[:, :n_img]), k[:, n_img:]], 1)
+        xs = xs + gate[:, None] * lin(f"{blk}.linear2", torch.cat([attention(q, k, v), gelu(hidden_mlp)], dim=-1))
+
+    img = xs[:, ref_len:n_img]
+    shift, scale = lin("final_layer.adaLN_modulation.1", F.silu(vec)).chunk(2, dim=-1)
+    img = lin("final_layer.linear", modulate(plain_ln(img), shift, scale))
+    cout = c["out_channels"]
+    img = img.reshape(b, frames, gh, gw, cout, 1, 2, 2)
+    return torch.einsum("nthwcopq->nctohpwq", img).reshape(b, cout, frames, gh * 2, gw * 2)
+
+
+def test_converted_model_computes_what_the_official_model_computes():
+    official = official_state_dict(seed=5)
+    for key, tensor in official.items():  # keep activations tame: small weights, unit norms
+        if key.endswith(("norm.weight", "norm1.weight", "norm2.weight")):
+            official[key] = 1 + 0.1 * tensor
+        else:
+            official[key] = 0.2 * tensor
+    model = HunyuanAvatarTransformer3DModel(**CONFIG).eval()
+    model.load_state_dict(_convert(official), strict=True)
+    g = torch.Generator().manual_seed(7)
+    frames, height, width = 3, 4, 6
+    mask = torch.zeros(1, 1, 1, height, width)
+    mask[..., 1:3, 2:5] = 1.0
+    inputs = dict(
+        x=torch.randn(1, 4, frames, height, width, generator=g),
+        t=torch.tensor([620.0]),
+        ref=torch.randn(1, 4, frames, height, width, generator=g),
+        txt=torch.randn(1, 5, CONFIG["text_embed_dim"], generator=g),
+        pooled=torch.randn(1, CONFIG["pooled_projection_dim"], generator=g),
+        audio=torch.randn(1, 4 * frames - 3, 10, CONFIG["audio_states"], CONFIG["audio_channels"], generator=g),
+        mask=mask,
+        m_exp=torch.full((1, 4), 30.0),
+        m_pose=torch.full((1, 4), 25.0),
+        fps=torch.tensor([25.0]),
+    )
+    with torch.no_grad():
+        expected = _official_forward(official, CONFIG, **inputs)
+        ours = model(
+            inputs["x"], inputs["t"], inputs["ref"], inputs["txt"], inputs["pooled"], inputs["audio"], mask,
+            inputs["m_exp"], inputs["m_pose"], inputs["fps"],
+        ).sample  # fmt: skip
+    assert expected.abs().mean() > 1e-3  # the comparison is not between two near-zero tensors
+    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_a_converted_directory_loads_into_a_working_pipeline(tmp_path):
+    """The real loader on a real (tiny) converted directory: transformer and VAE from our
+    safetensors, LLaVA, CLIP and whisper through transformers' from_pretrained; then a render."""
+    import shutil
+
+    from test_hunyuan_pipeline import _photo, _speech, tiny_prompt_encoder, tiny_whisper
+    from transformers import WhisperFeatureExtractor
+
+    from avatarbot.avatar.hunyuan.pipeline import HunyuanVideoAvatarPipeline
+
+    src = _official_dir(tmp_path / "official")
+    for name in ("llava_llama_image", "text_encoder_2", "whisper-tiny"):
+        shutil.rmtree(src / name)
+    encoders = tiny_prompt_encoder()
+    for name, model in (("llava_llama_image", encoders.llava), ("text_encoder_2", encoders.clip)):
+        model.save_pretrained(src / name)
+        encoders.tokenizer.save_pretrained(src / name)
+    tiny_whisper().save_pretrained(src / "whisper-tiny")
+    WhisperFeatureExtractor().save_pretrained(src / "whisper-tiny")
+    dst = tmp_path / "converted"
+    convert.convert_checkpoint_dir(src, dst, fp8=False, config=CONFIG, vae_config=TINY_VAE)
+    assert weights.check_weights(dst) == []
+
+    pipeline = HunyuanVideoAvatarPipeline.from_pretrained(dst, dtype="bf16", device="cpu")
+    assert pipeline.transformer.x_embedder.proj.weight.dtype == torch.bfloat16
+    frames = pipeline(image=_photo().rgb, audio=_speech(0.5).samples, num_inference_steps=1, quality=64)
+    assert frames.shape == (13, 64, 64, 3) and frames.dtype == np.uint8
+
+
+def test_fp8_map_entries_stored_in_a_wider_dtype_are_kept_as_fp8():
+    """If the fp8 file stored a mapped weight as bf16 (values already divided by the scale), the
+    converter still produces an fp8 weight with that scale."""
+    official, scales = _fp8_official()
+    official["single_blocks.0.linear2.weight"] = official["single_blocks.0.linear2.weight"].to(torch.bfloat16)
+    ours = _convert(official, scales)
+    assert ours["single_transformer_blocks.0.proj_out.weight"].dtype == torch.float8_e4m3fn
+    assert float(ours["single_transformer_blocks.0.proj_out.weight_scale"]) == pytest.approx(0.01)

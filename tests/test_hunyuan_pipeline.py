@@ -1,0 +1,303 @@
+"""HunyuanVideo-Avatar end to end on a tiny random config (CPU): photo + audio -> frames -> MP4.
+
+Every part is the real one at toy sizes: our transformer, diffusers' causal VAE, a LLaVA and a
+CLIP text model from transformers with a small word-level tokenizer, whisper's feature extractor
+and encoder. Only the sizes (and so the weights) are made up.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch = pytest.importorskip("torch")
+
+from avatarbot import errors, messages
+from avatarbot.avatar.engine import Progress, RenderOptions, frame_count_for
+from avatarbot.media.types import Audio, Face, Photo
+
+pytestmark = pytest.mark.gpu
+
+WORDS = ["[UNK]", "[PAD]", "<image>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "A", "person", "talking"]
+TINY_SIZES = {"fast": 64, "standard": 64, "high": 128}
+
+
+def tiny_prompt_encoder():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        PreTrainedTokenizerFast,
+    )
+
+    from avatarbot.avatar.hunyuan.conditioning import (
+        PROMPT_TEMPLATE,
+        LlavaPromptEncoder,
+    )
+
+    word_level = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
+    word_level.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=word_level, unk_token="[UNK]", pad_token="[PAD]", additional_special_tokens=WORDS[2:6]
+    )
+    llava = LlavaForConditionalGeneration(
+        LlavaConfig(
+            vision_config=CLIPVisionConfig(
+                hidden_size=8, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2,
+                image_size=336, patch_size=14, projection_dim=8,
+            ),
+            text_config=LlamaConfig(
+                vocab_size=len(WORDS), hidden_size=16, intermediate_size=32, num_hidden_layers=3,
+                num_attention_heads=2, num_key_value_heads=2, pad_token_id=1,
+            ),
+            image_token_id=2,
+            vision_feature_layer=-2,
+            vision_feature_select_strategy="default",
+        )
+    ).eval()
+    clip = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(WORDS), hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
+            projection_dim=8, max_position_embeddings=77, eos_token_id=5, pad_token_id=1, bos_token_id=0,
+        )
+    ).eval()  # fmt: skip
+    template_tokens = len(tokenizer(PROMPT_TEMPLATE.split("{}")[0])["input_ids"])
+    return LlavaPromptEncoder(tokenizer, llava, tokenizer, clip, template_tokens=template_tokens)
+
+
+def tiny_audio_encoder():
+    from transformers import WhisperFeatureExtractor
+
+    from avatarbot.avatar.hunyuan.conditioning import WhisperAudioEncoder
+
+    return WhisperAudioEncoder(WhisperFeatureExtractor(), tiny_whisper().encoder.eval())
+
+
+def tiny_whisper():
+    from transformers import WhisperConfig, WhisperModel
+
+    config = WhisperConfig(
+        d_model=8, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=16, decoder_ffn_dim=16, num_mel_bins=80, max_source_positions=1500,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1, vocab_size=8,
+    )  # fmt: skip
+    return WhisperModel(config).eval()
+
+
+def tiny_pipeline(latent_window=33, offload="none"):
+    from diffusers import AutoencoderKLHunyuanVideo
+
+    from avatarbot.avatar.hunyuan.model import (
+        TINY_CONFIG,
+        HunyuanAvatarTransformer3DModel,
+    )
+    from avatarbot.avatar.hunyuan.pipeline import HunyuanVideoAvatarPipeline
+
+    torch.manual_seed(0)
+    # text_embed_dim / pooled dim / audio sizes must match the tiny encoders above
+    transformer = HunyuanAvatarTransformer3DModel(**TINY_CONFIG).eval()
+    vae = AutoencoderKLHunyuanVideo(
+        latent_channels=4, block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4,
+        mid_block_add_attention=False,
+    ).eval()  # fmt: skip
+    return HunyuanVideoAvatarPipeline(
+        transformer, vae, tiny_prompt_encoder(), tiny_audio_encoder(), device="cpu", latent_window=latent_window,
+        offload=offload,
+    )
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return tiny_pipeline()
+
+
+def _photo(width=80, height=64, face=True):
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 255, size=(height, width, 3), dtype=np.uint8)
+    faces = ()
+    if face:
+        faces = (Face(box=(30.0, 20.0, 50.0, 44.0), score=0.9, landmarks={}),)
+    return Photo(rgb=rgb, faces=faces, main_face=faces[0] if faces else None)
+
+
+def _speech(seconds=1.0, sample_rate=16_000):
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    return Audio(samples=(0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32), sample_rate=sample_rate)
+
+
+def test_pipeline_returns_frames_covering_the_audio(pipeline):
+    audio = _speech(1.0)
+    seen = []
+    frames = pipeline(
+        image=_photo().rgb, audio=audio.samples, num_inference_steps=2, quality=64, callback=lambda d, t: seen.append((d, t))
+    )
+    assert frames.dtype == np.uint8
+    assert frames.shape == (25, 64, 64, 3)  # 1 s at 25 fps; 80x64 photo -> 64x64 bucket
+    assert seen == [(1, 2), (2, 2)]
+    assert frames.std() > 0  # a random tiny model still draws something, not a blank
+
+
+def test_same_seed_same_frames_other_seed_differs(pipeline):
+    audio = _speech(0.4)
+    a = pipeline(image=_photo().rgb, audio=audio.samples, num_inference_steps=1, quality=64, seed=3)
+    b = pipeline(image=_photo().rgb, audio=audio.samples, num_inference_steps=1, quality=64, seed=3)
+    c = pipeline(image=_photo().rgb, audio=audio.samples, num_inference_steps=1, quality=64, seed=4)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_sliding_windows_and_step_cache_run_past_one_window():
+    """A small window (5 latent frames = 17 video frames) makes a 2 s clip (50 frames, 13 latent
+    frames) span 3 windows per step; with 10 steps the cache schedule runs 6 steps in full."""
+    from avatarbot.avatar.hunyuan import schedule
+
+    small = tiny_pipeline(latent_window=5)
+    audio = _speech(2.0).samples
+    assert schedule.full_steps(10) == {0, 1, 2, 3, 8, 9}
+    calls = {"all": 0, "first_block": 0}
+    small.transformer.register_forward_hook(lambda *a: calls.__setitem__("all", calls["all"] + 1))
+    small.transformer.transformer_blocks[0].register_forward_hook(
+        lambda *a: calls.__setitem__("first_block", calls["first_block"] + 1)
+    )
+    cached = small(image=_photo().rgb, audio=audio, num_inference_steps=10, quality=64, step_cache=True)
+    assert cached.shape == (50, 64, 64, 3)
+    assert calls == {"all": 10 * 3 * 2, "first_block": 6 * 3 * 2}  # steps x windows x guidance branches
+    uncached = small(image=_photo().rgb, audio=audio, num_inference_steps=10, quality=64, step_cache=False)
+    assert calls["first_block"] == 36 + 60
+    assert not np.array_equal(cached, uncached)
+
+
+def test_block_offload_and_model_offload_give_the_same_frames():
+    """diffusers' group offloading (block level, onload to the CPU here) must not change a pixel,
+    including on cached steps that run only the last block."""
+    audio = _speech(1.0).samples
+    results = [
+        tiny_pipeline(latent_window=5, offload=offload)(
+            image=_photo().rgb, audio=audio, num_inference_steps=10, quality=64, seed=2
+        )
+        for offload in ("none", "model", "block")
+    ]
+    assert np.array_equal(results[0], results[1])
+    assert np.array_equal(results[0], results[2])
+
+
+def test_step_cache_reuses_the_last_block_input():
+    """With the cache filled at a full step, a cached call at the same inputs gives the same output."""
+    from avatarbot.avatar.hunyuan.model import (
+        TINY_CONFIG,
+        HunyuanAvatarTransformer3DModel,
+    )
+
+    torch.manual_seed(0)
+    model = HunyuanAvatarTransformer3DModel(**TINY_CONFIG).eval()
+    t = 3
+    inputs = dict(
+        hidden_states=torch.randn(1, 4, t, 4, 6),
+        timestep=torch.tensor([500.0]),
+        ref_latents=torch.randn(1, 4, t, 4, 6),
+        encoder_hidden_states=torch.randn(1, 5, 16),
+        pooled_projections=torch.randn(1, 8),
+        audio_embeds=torch.randn(1, 4 * t - 3, 10, 3, 8),
+        face_mask=torch.ones(1, 1, 1, 4, 6),
+        motion_exp=torch.full((1, 4), 30.0),
+        motion_pose=torch.full((1, 4), 25.0),
+        fps=torch.tensor([25.0]),
+    )
+    with torch.no_grad():
+        full = model(**inputs, return_block_cache=True)
+        cached = model(**inputs, block_cache=full.block_cache)
+    assert full.block_cache.video.shape == (1, t, 6, 16)
+    torch.testing.assert_close(cached.sample, full.sample)
+
+
+def test_audio_adapters_only_write_inside_the_face_mask():
+    """Zero mask: the audio cannot change the prediction; full mask: it does."""
+    from avatarbot.avatar.hunyuan.model import (
+        TINY_CONFIG,
+        HunyuanAvatarTransformer3DModel,
+    )
+
+    torch.manual_seed(0)
+    model = HunyuanAvatarTransformer3DModel(**TINY_CONFIG).eval()
+    for adapter in model.audio_adapters:  # upstream zero-inits to_out; give it weight to matter
+        torch.nn.init.normal_(adapter.to_out.weight, std=0.5)
+
+    def run(mask_value, seed):
+        g = torch.Generator().manual_seed(0)
+        inputs = dict(
+            hidden_states=torch.randn(1, 4, 2, 4, 4, generator=g),
+            timestep=torch.tensor([700.0]),
+            ref_latents=torch.randn(1, 4, 2, 4, 4, generator=g),
+            encoder_hidden_states=torch.randn(1, 5, 16, generator=g),
+            pooled_projections=torch.randn(1, 8, generator=g),
+            face_mask=torch.full((1, 1, 1, 4, 4), mask_value),
+            motion_exp=torch.full((1, 4), 30.0),
+            motion_pose=torch.full((1, 4), 25.0),
+            fps=torch.tensor([25.0]),
+        )
+        audio = torch.randn(1, 5, 10, 3, 8, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            return model(**inputs, audio_embeds=audio).sample
+
+    torch.testing.assert_close(run(0.0, 1), run(0.0, 2))
+    assert not torch.allclose(run(1.0, 1), run(1.0, 2))
+
+
+def test_engine_renders_a_clip_and_encodes_an_mp4(tmp_path, pipeline):
+    from avatarbot.avatar.hunyuan.engine import HunyuanEngine
+    from avatarbot.media.video import encode_mp4, probe
+
+    engine = HunyuanEngine(pipeline=pipeline, num_inference_steps=2, quality_short_side=TINY_SIZES)
+    audio = _speech(1.2, sample_rate=22_050)  # not 16 kHz: the engine resamples
+    events = []
+    clip = engine.render(_photo(), audio, RenderOptions(quality="fast", seed=1), progress=events.append)
+    assert clip.frame_count == frame_count_for(audio.duration) == 30
+    assert events[0] == Progress("preparing", 0, 1)
+    assert events[-1] == Progress("rendering", 2, 2)
+    assert clip.notes == []
+    out = encode_mp4(clip, audio, tmp_path / "clip.mp4")
+    info = probe(out)
+    assert out.stat().st_size > 0
+    assert info is not None
+
+
+def test_engine_without_a_face_moves_the_whole_frame_and_says_so(pipeline):
+    from avatarbot.avatar.hunyuan.engine import HunyuanEngine
+
+    engine = HunyuanEngine(pipeline=pipeline, num_inference_steps=1, quality_short_side=TINY_SIZES)
+    clip = engine.render(_photo(face=False), _speech(0.3), RenderOptions(quality="fast"))
+    assert clip.notes == [messages.NO_FACE_NOTE]
+    assert len(list(clip.frames)) == clip.frame_count
+
+
+def test_engine_cancels_between_steps(pipeline):
+    from avatarbot.avatar.hunyuan.engine import HunyuanEngine
+
+    engine = HunyuanEngine(pipeline=pipeline, num_inference_steps=3, quality_short_side=TINY_SIZES)
+    steps = []
+
+    def progress(p):
+        steps.append(p)
+
+    with pytest.raises(errors.RenderCancelled) as caught:
+        engine.render(
+            _photo(), _speech(0.3), RenderOptions(quality="fast"), progress=progress,
+            should_cancel=lambda: any(p.stage == "rendering" for p in steps),
+        )  # fmt: skip
+    assert caught.value.user_message == messages.CANCELLED
+    assert [p.step for p in steps if p.stage == "rendering"] == [1]
+
+
+def test_engine_refuses_an_incomplete_weights_directory(tmp_path):
+    from avatarbot.avatar.hunyuan.engine import HunyuanEngine
+    from avatarbot.settings import HunyuanSettings
+
+    with pytest.raises(errors.RenderError) as caught:
+        HunyuanEngine.from_settings(HunyuanSettings(weights_dir=tmp_path))
+    assert caught.value.user_message == messages.RENDER_FAILED
+    assert "transformer" in caught.value.detail
