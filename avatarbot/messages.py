@@ -216,6 +216,9 @@ DISCORD_SERVER_ONLY = "This works in a server, not in direct messages."
 DISCORD_SETTINGS_SAVED = "Saved."
 DISCORD_DELIVERY_FAILED = "Your clip is ready but I couldn't post it here. Please try again."
 DISCORD_UNEXPECTED = "Something went wrong on my side. Please try again in a moment."
+DISCORD_CANT_POST_HERE = (
+    "I can't post clips in this channel. Ask an admin to let me send messages and attach files here."
+)
 DISCORD_BUTTON_CANCEL = "Cancel"
 DISCORD_BUTTON_AGAIN = "Again"
 DISCORD_BUTTON_DELETE = "Delete"

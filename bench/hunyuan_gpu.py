@@ -15,6 +15,13 @@ Text encoders, whisper and the VAE are not part of the timing (they run once per
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a script, bench/ comes first on sys.path and bench/queue.py would hide the standard
+# library's `queue` (imported by torch, redis-py, multiprocessing). Use the repo root instead.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import argparse
 import os
 import sys

@@ -8,6 +8,13 @@ Prints the best and median of a few runs. Record results in bench/results.md wit
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a script, bench/ comes first on sys.path and bench/queue.py would hide the standard
+# library's `queue` (imported by torch, redis-py, multiprocessing). Use the repo root instead.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import statistics
 import tempfile
 import time

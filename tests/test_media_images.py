@@ -349,3 +349,22 @@ def test_fit_to_bucket_without_a_face_crops_the_centre():
     fitted = fit_to_bucket(Photo(rgb=rgb), 512)
     assert (fitted.width, fitted.height) == (1024, 512)
     assert fitted.rgb[:, 490:530].mean() > 200 and fitted.rgb[:, :400].mean() == 0
+
+
+def test_face_detection_is_safe_from_many_threads():
+    """Bots decode photos in worker threads; dlib crashed the process when two ran at once."""
+    import subprocess
+    import sys
+
+    code = (
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "from skimage import data\n"
+        "from avatarbot.media.faces import detect_faces\n"
+        "img = data.astronaut()\n"
+        "with ThreadPoolExecutor(8) as pool:\n"
+        "    counts = list(pool.map(lambda _: len(detect_faces(img)), range(96)))\n"
+        "print(set(counts))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "{1}"

@@ -15,10 +15,10 @@ image passed in.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import logging
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -112,11 +112,17 @@ def _five_point_model_path() -> Path | None:
     return None
 
 
-@functools.cache
-def _dlib_models():
-    import dlib
+# dlib's detector and OpenCV's cascades are not safe to call from two threads at once (seen: a
+# segfault when the bots decoded two photos together), so each thread gets its own copies.
+_per_thread = threading.local()
 
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(_five_point_model_path()))
+
+def _dlib_models():
+    if not hasattr(_per_thread, "dlib"):
+        import dlib
+
+        _per_thread.dlib = dlib.get_frontal_face_detector(), dlib.shape_predictor(str(_five_point_model_path()))
+    return _per_thread.dlib
 
 
 def _detect_dlib(gray: np.ndarray) -> list[Face]:
@@ -155,8 +161,13 @@ def _detect_dlib(gray: np.ndarray) -> list[Face]:
 # --- OpenCV fallback -----------------------------------------------------------------------------
 
 
-@functools.cache
 def _haar_cascades():
+    if not hasattr(_per_thread, "haar"):
+        _per_thread.haar = _load_haar_cascades()
+    return _per_thread.haar
+
+
+def _load_haar_cascades():
     import cv2
 
     root = Path(cv2.data.haarcascades)

@@ -1,0 +1,203 @@
+"""The Discord client: connection settings, intents, command sync, and the wiring of the parts.
+
+`commands.py` declares the commands, `requests.py` turns events into flow requests,
+`delivery.py` follows the jobs, `buttons.py` holds the persistent buttons and the modal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+
+import aiohttp
+import discord
+import yarl
+from discord import app_commands
+
+from avatarbot.bots.discord import commands
+from avatarbot.bots.discord.buttons import DYNAMIC_ITEMS, progress_view
+from avatarbot.bots.discord.delivery import Deliveries, final_status_text, status_text
+from avatarbot.bots.discord.requests import Requests
+from avatarbot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "discord"
+
+
+def configure_endpoints(settings: Settings) -> None:
+    """Point discord.py at a REST proxy / gateway from the settings.
+
+    discord.py keeps both as class attributes, so this is per process: fine for a bot, and
+    what the tests use to reach their local fake Discord.
+    """
+    if settings.discord.api_base:
+        discord.http.Route.BASE = settings.discord.api_base.rstrip("/")
+    if settings.discord.gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord.gateway_url)
+
+
+def build_intents(settings: Settings) -> discord.Intents:
+    """Only what the bot uses. Message Content is privileged: it must also be switched on in the
+    developer portal, and without it the bot sees attachments only on messages that mention it."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.guild_messages = True
+    intents.dm_messages = True
+    intents.message_content = settings.discord.message_content_intent
+    return intents
+
+
+class AvatarBot(discord.Client):
+    def __init__(self, settings: Settings, *, flow=None) -> None:
+        super().__init__(
+            intents=build_intents(settings),
+            # Nobody gets pinged unless a message says so (the requester, on their clip).
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        self.settings = settings
+        self.flow = flow
+        self._owns_flow = flow is None
+        self.tree = app_commands.CommandTree(self)
+        self.tree.on_error = self._on_command_error
+        self.requests = Requests(self)
+        self.deliveries: Deliveries | None = None
+        self.http_session: aiohttp.ClientSession | None = None
+        self._watcher: asyncio.Task | None = None
+        commands.register(self.tree, self)
+
+    async def setup_hook(self) -> None:
+        if self.flow is None:
+            from avatarbot.bots.flow import RequestFlow
+
+            self.flow = RequestFlow.from_settings(self.settings)
+        # Buttons on messages from earlier runs keep working: Discord sends their custom_id,
+        # which these templates parse back into a job id.
+        self.add_dynamic_items(*DYNAMIC_ITEMS)
+        self.http_session = aiohttp.ClientSession()
+        await self.sync_commands()
+        self.deliveries = Deliveries(self)
+        self._watcher = asyncio.create_task(self.deliveries.run(), name="discord-deliveries")
+
+    async def sync_commands(self) -> None:
+        """Guild sync is instant (development); global sync can take a while to show (production)."""
+        try:
+            if self.settings.discord.sync_guilds:
+                for guild_id in self.settings.discord.sync_guilds:
+                    guild = discord.Object(guild_id)
+                    self.tree.copy_global_to(guild=guild)
+                    await self.tree.sync(guild=guild)
+                    log.info("commands synced to guild %s", guild_id)
+            else:
+                await self.tree.sync()
+                log.info("commands synced globally")
+        except discord.HTTPException as error:
+            log.error("command sync failed (%s); the previous commands stay", error.status)
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        if self.http_session is not None:
+            await self.http_session.close()
+        await super().close()
+        if self._owns_flow and self.flow is not None:
+            await self.flow.close()
+
+    async def on_ready(self) -> None:
+        log.info(
+            "Discord bot ready as %s (%s) in %d servers",
+            self.user,
+            self.user.id,
+            len(self.guilds),
+        )
+
+    async def on_message(self, message: discord.Message) -> None:
+        if message.author.bot:
+            return
+        try:
+            await self.requests.from_reply(message)
+        except Exception:
+            log.exception("handling message %s failed", message.id)
+
+    async def _on_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        from avatarbot import messages
+
+        log.error(
+            "command %s failed",
+            interaction.command and interaction.command.name,
+            exc_info=error,
+        )
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(messages.DISCORD_UNEXPECTED, ephemeral=True)
+            else:
+                await interaction.response.send_message(messages.DISCORD_UNEXPECTED, ephemeral=True)
+        except discord.HTTPException:
+            pass
+
+    # --- shared by requests and buttons --------------------------------------------------------
+    @staticmethod
+    def requester_for(user: discord.abc.User, guild_id: int | None):
+        from avatarbot.bots.flow import Requester
+
+        return Requester(
+            platform=PLATFORM,
+            user_id=str(user.id),
+            server_id=str(guild_id) if guild_id else None,
+            display_name=user.display_name,
+        )
+
+    async def post_status_message(self, job, *, reference: discord.Message | None = None) -> discord.Message:
+        """A normal channel message (bot token), so it can be edited long after any interaction."""
+        channel = self.get_partial_messageable(int(job.reply_target.chat_id))
+        position = job.queue_position
+        if position is None and job.state == "queued":
+            position = await self.flow.queue_position(job.id)
+        message = await channel.send(
+            status_text(job, position),
+            view=progress_view(job.id),
+            reference=reference.to_reference(fail_if_not_exists=False) if reference is not None else None,
+        )
+        await self.flow.set_status_message(job.id, str(message.id))
+        # A quick render can finish and be delivered before this message existed; then nobody
+        # else will ever edit it, so show the outcome now.
+        latest = await self.flow.get(job.id)
+        if latest is not None and latest.delivered:
+            await message.edit(content=final_status_text(latest), view=None)
+        return message
+
+
+async def serve(settings: Settings, token: str, *, flow=None) -> None:
+    """Run the bot until it is closed (for `avatarbot run`, which runs several services)."""
+    configure_endpoints(settings)
+    async with AvatarBot(settings, flow=flow) as bot:
+        await bot.start(token, reconnect=True)
+
+
+def run(settings: Settings) -> int:
+    token = settings.discord.resolved_token()
+    if not token:
+        print(
+            "avatarbot: no Discord token. Set discord.token (or discord.token_file) in the config, "
+            "or AVATARBOT_DISCORD__TOKEN; see the README's Discord section.",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        asyncio.run(serve(settings, token))
+    except discord.LoginFailure:
+        log.error("Discord refused the bot token; copy it again from the developer portal (Bot → Reset Token)")
+        return 2
+    except discord.PrivilegedIntentsRequired:
+        log.error(
+            "Discord refused the Message Content intent: switch it on in the developer portal "
+            "(Bot → Privileged Gateway Intents) or set discord.message_content_intent = false"
+        )
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,243 @@
+"""Turning Discord events (slash command, modal, voice reply) into requests to the shared flow.
+
+Every path does the same three things in the same order: check what Discord told us about the
+attachments (no download yet), acknowledge (interactions must be answered within 3 s), then
+download, submit to the flow and post a status message with the bot token. Refusals are
+ephemeral where Discord allows it (interactions) and a short reply otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import discord
+
+from avatarbot import errors, messages
+from avatarbot.bots.discord import attachments
+from avatarbot.bots.discord.server_settings import ServerSettings
+from avatarbot.tts import clean_text, find_voice
+
+if TYPE_CHECKING:
+    from avatarbot.bots.discord.bot import AvatarBot
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Inputs:
+    photo: discord.Attachment
+    sound: discord.Attachment | None = None
+    text: str | None = None
+    voice_name: str | None = None
+    quality: str | None = None
+    motion: float | None = None
+
+
+def first_photo(message: discord.Message) -> discord.Attachment | None:
+    return next((a for a in message.attachments if attachments.is_photo(a)), None)
+
+
+def first_sound(message: discord.Message) -> discord.Attachment | None:
+    return next((a for a in message.attachments if attachments.is_sound(a)), None)
+
+
+def check_can_post(interaction: discord.Interaction) -> None:
+    """Refuse up front if we could never deliver here (Discord tells us our permissions)."""
+    if interaction.guild_id is None:
+        return
+    permissions = interaction.app_permissions
+    in_thread = isinstance(interaction.channel, discord.Thread)
+    can_send = permissions.send_messages_in_threads if in_thread else permissions.send_messages
+    if not (can_send and permissions.attach_files and permissions.view_channel):
+        raise errors.InputError(
+            messages.DISCORD_CANT_POST_HERE,
+            detail=f"missing permissions in channel {interaction.channel_id}: {permissions.value}",
+        )
+
+
+class Requests:
+    def __init__(self, bot: AvatarBot) -> None:
+        self.bot = bot
+        self.settings = bot.settings
+
+    # --- checks that need no download ------------------------------------------------------------
+    def check_inputs(self, inputs: Inputs) -> None:
+        attachments.check_photo(inputs.photo, self.settings)
+        text = inputs.text if inputs.text and inputs.text.strip() else None
+        if inputs.sound is not None and text is not None:
+            raise errors.InputError(messages.DISCORD_VOICE_OR_TEXT, detail="both a recording and text")
+        if inputs.sound is None and text is None:
+            raise errors.InputError(
+                messages.DISCORD_NEED_VOICE_OR_TEXT,
+                detail="neither a recording nor text",
+            )
+        if inputs.sound is not None:
+            attachments.check_sound(inputs.sound, self.settings)
+        else:
+            clean_text(text, self.settings.limits.max_text_chars)
+        if inputs.voice_name:
+            find_voice(inputs.voice_name)
+
+    # --- interactions ------------------------------------------------------------------------------
+    async def from_slash(self, interaction: discord.Interaction, inputs: Inputs) -> None:
+        if not await self._checked(interaction, inputs):
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self._submit_for_interaction(interaction, inputs, reply_to=None)
+
+    async def from_modal(
+        self,
+        interaction: discord.Interaction,
+        photo_message: discord.Message,
+        photo: discord.Attachment,
+        text: str,
+        voice_name: str | None,
+    ) -> None:
+        inputs = Inputs(photo=photo, text=text, voice_name=voice_name)
+        if not await self._checked(interaction, inputs):
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self._submit_for_interaction(interaction, inputs, reply_to=photo_message)
+
+    async def _checked(self, interaction: discord.Interaction, inputs: Inputs) -> bool:
+        try:
+            check_can_post(interaction)
+            self.check_inputs(inputs)
+        except errors.InputError as error:
+            log.info("refused request from %s: %s", interaction.user.id, error.detail)
+            await interaction.response.send_message(error.user_message, ephemeral=True)
+            return False
+        return True
+
+    async def _submit_for_interaction(
+        self,
+        interaction: discord.Interaction,
+        inputs: Inputs,
+        reply_to: discord.Message | None,
+    ) -> None:
+        try:
+            job = await self._submit(
+                user=interaction.user,
+                guild_id=interaction.guild_id,
+                channel=interaction.channel,
+                channel_id=interaction.channel_id,
+                reply_to=reply_to,
+                inputs=inputs,
+                upload_limit=interaction.filesize_limit,
+            )
+        except errors.AvatarbotError as error:
+            log.info(
+                "request from %s refused: %s (%s)",
+                interaction.user.id,
+                error.detail,
+                error.code,
+            )
+            await self._followup(interaction, error.user_message)
+            return
+        except Exception:
+            log.exception("request from %s failed", interaction.user.id)
+            await self._followup(interaction, messages.DISCORD_UNEXPECTED)
+            return
+        if not job.duplicate:
+            await self.bot.post_status_message(job, reference=reply_to)
+        await self._followup(interaction, messages.DISCORD_STARTED)
+
+    @staticmethod
+    async def _followup(interaction: discord.Interaction, text: str) -> None:
+        try:
+            await interaction.followup.send(text, ephemeral=True)
+        except discord.HTTPException as error:
+            # The interaction token may have expired (15 min); the status message carries on.
+            log.warning("could not answer interaction %s: %s", interaction.id, error.status)
+
+    # --- a voice message or audio file replying to a photo ---------------------------------------
+    async def from_reply(self, message: discord.Message) -> None:
+        sound = first_sound(message)
+        if sound is None or message.reference is None or message.reference.message_id is None:
+            return
+        if not self.settings.discord.message_content_intent and self.bot.user not in message.mentions:
+            return  # without the intent we only act when asked by name
+        photo_message = await self._referenced(message)
+        if photo_message is None or photo_message.author == self.bot.user:
+            return
+        photo = first_photo(photo_message)
+        if photo is None:
+            return
+        inputs = Inputs(photo=photo, sound=sound)
+        try:
+            self.check_inputs(inputs)
+            job = await self._submit(
+                user=message.author,
+                guild_id=message.guild.id if message.guild else None,
+                channel=message.channel,
+                channel_id=message.channel.id,
+                reply_to=message,
+                inputs=inputs,
+                upload_limit=message.guild.filesize_limit if message.guild else None,
+            )
+        except errors.ChannelNotAllowedError as error:
+            log.info("ignored reply in %s: %s", message.channel.id, error.detail)
+            return
+        except errors.AvatarbotError as error:
+            log.info(
+                "reply request from %s refused: %s (%s)",
+                message.author.id,
+                error.detail,
+                error.code,
+            )
+            await message.reply(error.user_message, mention_author=False)
+            return
+        if not job.duplicate:
+            await self.bot.post_status_message(job, reference=message)
+
+    async def _referenced(self, message: discord.Message) -> discord.Message | None:
+        resolved = message.reference.resolved
+        if isinstance(resolved, discord.Message):
+            return resolved
+        try:
+            return await message.channel.fetch_message(message.reference.message_id)
+        except discord.HTTPException:
+            return None
+
+    # --- the shared part ---------------------------------------------------------------------------
+    async def _submit(
+        self,
+        *,
+        user: discord.abc.User,
+        guild_id: int | None,
+        channel,
+        channel_id: int | None,
+        reply_to: discord.Message | None,
+        inputs: Inputs,
+        upload_limit: int | None,
+    ):
+        from avatarbot.bots.flow import RenderRequest, ReplyTarget
+
+        server = await ServerSettings.load(self.bot.flow.chat_settings, guild_id)
+        server.check_channel(channel)
+        photo = await attachments.download(inputs.photo, self.settings, self.bot.http_session)
+        audio = None
+        if inputs.sound is not None:
+            audio = await attachments.download(inputs.sound, self.settings, self.bot.http_session)
+        request = RenderRequest(
+            photo=photo,
+            audio=audio,
+            text=inputs.text if audio is None else None,
+            voice_name=inputs.voice_name or server.voice,
+            quality=inputs.quality or server.quality,
+            motion=inputs.motion,
+        )
+        extra = {
+            "guild_id": str(guild_id) if guild_id else None,
+            "upload_limit": upload_limit,
+        }
+        target = ReplyTarget(
+            chat_id=str(channel_id),
+            message_id=str(reply_to.id) if reply_to is not None else None,
+            extra={key: value for key, value in extra.items() if value is not None},
+        )
+        # Per-user limits set with /avatar-settings live in the same chat settings; the flow reads
+        # them by server id when it reserves the quota.
+        return await self.bot.flow.submit(self.bot.requester_for(user, guild_id), target, request)

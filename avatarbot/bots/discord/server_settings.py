@@ -1,0 +1,82 @@
+"""A Discord server's own settings, chosen by its admins with /avatar-settings.
+
+Stored with the flow's `ChatSettings` (Redis) under the guild id, so every bot process, and the
+flow's quota check (it reads `max_per_user_per_hour` for the requester's server), sees the same
+values. Keys (documented in `avatarbot.bots.chat_settings`): `allowed_channels` (channel ids as
+strings; empty means everywhere), `default_voice`, `quality`, `max_per_user_per_hour`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import discord
+
+from avatarbot import errors, messages
+
+PLATFORM = "discord"
+
+
+@dataclass
+class ServerSettings:
+    guild_id: int | None = None
+    allowed_channels: list[str] = field(default_factory=list)
+    voice: str | None = None
+    quality: str | None = None
+    max_per_user_per_hour: int | None = None
+
+    store: object = None  # the flow's ChatSettings
+
+    @classmethod
+    async def load(cls, store, guild_id: int | None) -> ServerSettings:
+        if guild_id is None:  # direct messages: no server, no server settings
+            return cls(store=store)
+        values = await store.get(PLATFORM, str(guild_id))
+        per_hour = values.get("max_per_user_per_hour")
+        return cls(
+            store=store,
+            guild_id=guild_id,
+            allowed_channels=[str(c) for c in values.get("allowed_channels") or []],
+            voice=values.get("default_voice") or None,
+            quality=values.get("quality") or None,
+            max_per_user_per_hour=int(per_hour) if per_hour else None,
+        )
+
+    async def save(self, **values) -> None:
+        """Set keys; a value of None removes the server's own choice (back to the bot's)."""
+        await self.store.update(PLATFORM, str(self.guild_id), **values)
+
+    def allows(self, channel) -> bool:
+        """Threads count as their parent channel, so allowing #art allows its threads too."""
+        if not self.allowed_channels or channel is None:
+            return True
+        ids = {str(getattr(channel, "id", ""))}
+        parent_id = getattr(channel, "parent_id", None)
+        if parent_id is not None:
+            ids.add(str(parent_id))
+        return bool(ids & set(self.allowed_channels))
+
+    def check_channel(self, channel) -> None:
+        if not self.allows(channel):
+            raise errors.ChannelNotAllowedError(
+                messages.discord_channel_not_allowed(self.channel_mentions()),
+                detail=f"channel {getattr(channel, 'id', None)} not in {self.allowed_channels}",
+            )
+
+    def channel_mentions(self) -> list[str]:
+        return [f"<#{channel_id}>" for channel_id in self.allowed_channels]
+
+    def summary(self, default_voice: str, default_quality: str) -> str:
+        return messages.discord_settings(
+            self.channel_mentions(),
+            self.voice or default_voice,
+            self.quality or default_quality,
+            self.max_per_user_per_hour,
+        )
+
+
+def channel_list_after(settings: ServerSettings, channel: discord.abc.Snowflake, allow: bool) -> list[str]:
+    channels = [c for c in settings.allowed_channels if c != str(channel.id)]
+    if allow:
+        channels.append(str(channel.id))
+    return channels

@@ -1,0 +1,421 @@
+"""The platform-neutral request flow: the one API every chat adapter (and `animate --queue`) uses.
+
+An adapter translates platform events into these calls and the outcomes back into messages;
+everything else (checking inputs, speech, quotas, deduplication, storage, the queue, delivery
+bookkeeping) happens here, once for all platforms.
+
+The life of a request, from an adapter's point of view:
+
+1. `job = await flow.submit(requester, reply_to, request)`: checks the photo and audio (or
+   speaks the text), applies the quotas, stores normalised inputs and queues the render.
+   Bad input raises `InputError` / `SpeechError`, a full quota `QuotaError` (with
+   `retry_after_s`), all carrying `user_message`; nothing is queued then. If the same user sent
+   the same thing within `jobs.dedup_window_s`, you get the existing job with
+   `job.duplicate = True`: don't post a second status message for it.
+2. Post a status message (e.g. `messages.queued(job.queue_position)`) and record its id with
+   `await flow.set_status_message(job.id, message_id)`, so a restarted bot can edit it.
+3. Run one `async for job in flow.updates("telegram"):` loop for the life of the bot. It yields
+   a job whenever its state or progress changed, and first of all every job of that platform
+   not yet delivered, so a restarted bot finishes what the old one started. Throttle your own
+   edits (platform flood limits); the flow reports at most a few changes a second per job.
+   Queued jobs carry `job.queue_position` (1: next), and a new snapshot when it changes.
+4. When `job.finished` (done, failed or cancelled) and not `job.delivered`:
+   `if await flow.begin_delivery(job.id):` you, and nobody else, post the outcome:
+   - done: `with await flow.clip_for_upload(job.id, max_bytes) as clip:` upload `clip.path`
+     (width/height/duration/thumbnail included), with `job.notes` as extra lines;
+   - failed / cancelled: post `job.user_message`.
+   Then `await flow.finish_delivery(job.id, {"message_id": ...})`. If posting failed,
+   `await flow.abandon_delivery(job.id)`; the job is offered again on a later update.
+   A claim that is never finished expires after `jobs.delivery_claim_s`.
+5. Buttons: `await flow.cancel(job.id, user_id)` (the requester only, unless `force=True`
+   for moderators) and `await flow.again(job.id, requester)` (same inputs, new seed).
+6. Admin settings per chat / server live in `flow.chat_settings` (see `bots.chat_settings`);
+   a server's stricter quotas there are applied by `submit` on their own.
+
+Every async method runs its blocking work (Redis, decoding, ffmpeg) in a thread: the event
+loop never waits on it. If Redis is unreachable, `submit` / `again` raise
+`QueueUnavailableError` (with a `user_message`) and `updates` waits and resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from avatarbot import messages
+from avatarbot.avatar.engine import QUALITY_SHORT_SIDE
+from avatarbot.errors import EmptyTextError, InputsExpiredError, QueueUnavailableError
+from avatarbot.media.images import load_photo
+from avatarbot.tasks.blobs import BlobMissingError, blob_key, blob_store_from_settings
+from avatarbot.tasks.dedup import Deduplicator, dedup_key
+from avatarbot.tasks.inputs import (
+    SAMPLE_RATE,
+    audio_wav,
+    faces_json,
+    photo_png,
+)
+from avatarbot.tasks.jobs import (
+    CANCELLED,
+    FAILED,
+    OUTCOME_STATES,
+    QUEUED,
+    Job,
+    JobOptions,
+    JobStore,
+    ReplyTarget,
+    Requester,
+    new_job_id,
+)
+from avatarbot.tasks.quotas import QuotaLimits, Quotas
+
+__all__ = ["ClipFile", "Job", "RenderRequest", "ReplyTarget", "RequestFlow", "Requester"]
+
+log = logging.getLogger(__name__)
+
+REOFFER_UNDELIVERED_S = 30.0  # updates() offers a finished, undelivered job again this often
+REDIS_RETRY_S = 2.0  # updates() waits this long before asking an unreachable Redis again
+SEED_RANGE = 2**31
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    photo: bytes
+    audio: bytes | None = None  # a recording; wins over `text` when both are given
+    text: str | None = None  # spoken by TTS when there is no recording
+    voice_name: str | None = None  # TTS voice; default tts.default_voice
+    quality: str | None = None  # "fast" | "standard" | "high"; default render.quality
+    motion: float | None = None  # 0..2; default render.motion
+    seed: int | None = None  # None: a fresh random seed
+
+
+@dataclass
+class ClipFile:
+    """A finished clip ready to upload: a temporary file, deleted by `close()` / `with`."""
+
+    path: Path
+    width: int
+    height: int
+    duration: float
+    thumbnail: bytes  # JPEG, within Telegram's thumbnail limits
+    size_bytes: int
+    _directory: Path | None = field(default=None, repr=False)
+
+    def close(self) -> None:
+        if self._directory is not None:
+            shutil.rmtree(self._directory, ignore_errors=True)
+            self._directory = None
+
+    def __enter__(self) -> ClipFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass
+class _Inputs:
+    """Normalised inputs, ready for the blob store: PNG photo, 16 kHz mono 16-bit WAV, faces."""
+
+    photo_png: bytes
+    audio_wav: bytes
+    faces_json: bytes
+    notes: list[str]
+
+    def keys(self) -> dict[str, str]:
+        return {
+            "photo": blob_key(self.photo_png, ".png"),
+            "audio": blob_key(self.audio_wav, ".wav"),
+            "faces": blob_key(self.faces_json, ".json"),
+        }
+
+
+class RequestFlow:
+    def __init__(self, settings, store: JobStore, blobs, quotas: Quotas, dedup: Deduplicator, chat_settings):
+        self.settings = settings
+        self.store = store
+        self.blobs = blobs
+        self.quotas = quotas
+        self.dedup = dedup
+        self.chat_settings = chat_settings
+        self._celery = None
+        self._delivery_token = secrets.token_hex(8)
+
+    @classmethod
+    def from_settings(cls, settings) -> RequestFlow:
+        from avatarbot.bots.chat_settings import ChatSettings
+
+        store = JobStore.from_settings(settings)
+        return cls(
+            settings,
+            store,
+            blob_store_from_settings(settings),
+            Quotas(store.redis),
+            Deduplicator(store.redis, window_s=settings.jobs.dedup_window_s),
+            ChatSettings(store.redis),
+        )
+
+    # --- submit -----------------------------------------------------------------------------------
+    async def submit(self, requester: Requester, reply_to: ReplyTarget, request: RenderRequest) -> Job:
+        quality = request.quality or self.settings.render.quality
+        if quality not in QUALITY_SHORT_SIDE:
+            raise ValueError(f"unknown quality {quality!r}; choose one of {', '.join(QUALITY_SHORT_SIDE)}")
+        inputs = await self._normalise(request)
+        options = JobOptions(
+            engine="",  # the rendering worker's render.engine: the GPU machines decide
+            quality=quality,
+            motion=float(self.settings.render.motion if request.motion is None else min(2.0, max(0.0, request.motion))),
+            seed=request.seed if request.seed is not None else secrets.randbelow(SEED_RANGE),
+            voice_name=request.voice_name if request.audio is None and request.text else None,
+            text=request.text,
+        )
+        return await asyncio.to_thread(
+            self._queue_unavailable_on_redis_error, self._create_and_enqueue, requester, reply_to, inputs, options,
+            request.seed,
+        )  # fmt: skip
+
+    @staticmethod
+    def _queue_unavailable_on_redis_error(function, *args):
+        """Redis down or unreachable: the user reads "try later", the operator's log says why."""
+        try:
+            return function(*args)
+        except redis.exceptions.ConnectionError as error:
+            log.error("Redis unreachable: %s", error)
+            raise QueueUnavailableError(messages.QUEUE_UNAVAILABLE, detail=f"redis: {error}") from error
+
+    async def _normalise(self, request: RenderRequest) -> _Inputs:
+        """Decode and check everything before any storage or queueing (bad input costs nothing)."""
+        from avatarbot.media.audio import load_audio
+
+        limits = self.settings.limits
+        photo = await asyncio.to_thread(load_photo, request.photo, limits)
+        audio_bytes = request.audio
+        if audio_bytes is None:
+            if not (request.text or "").strip():
+                raise EmptyTextError(messages.EMPTY_TEXT, detail="no recording and no text")
+            from avatarbot.tts import speak_async
+
+            audio_bytes = await speak_async(request.text, request.voice_name, self.settings)
+        audio = await asyncio.to_thread(load_audio, audio_bytes, limits, sample_rate=SAMPLE_RATE)
+        png, wav = await asyncio.to_thread(lambda: (photo_png(photo.rgb), audio_wav(audio.samples, audio.sample_rate)))
+        notes = [] if photo.main_face is not None else [messages.NO_FACE_NOTE]
+        return _Inputs(png, wav, faces_json(photo), notes)
+
+    def _create_and_enqueue(
+        self, requester: Requester, reply_to: ReplyTarget, inputs: _Inputs, options: JobOptions, asked_seed: int | None
+    ) -> Job:
+        keys = inputs.keys()
+        choices = {"engine": options.engine, "quality": options.quality, "motion": options.motion, "seed": asked_seed}
+        fingerprint = dedup_key(requester.platform, requester.user_id, keys, choices)
+        job_id = new_job_id()
+        existing_id = self.dedup.claim(fingerprint, job_id)
+        if existing_id is not None:
+            existing = self._get(existing_id)
+            if existing is not None and existing.state not in (FAILED, CANCELLED):
+                log.info("job %s: duplicate request from %s:%s", existing.id, requester.platform, requester.user_id)
+                existing.duplicate = True
+                return existing
+            self.dedup.replace(fingerprint, job_id)
+
+        overrides = self.chat_settings.get_sync(requester.platform, requester.server_id) if requester.server_id else {}
+        limits = QuotaLimits.from_settings(self.settings, overrides)
+        try:
+            self.quotas.reserve(job_id, requester.platform, requester.user_id, requester.server_id, limits, time.time())
+        except Exception:
+            self.dedup.forget(fingerprint, job_id)
+            raise
+        try:
+            self.blobs.put(inputs.photo_png, ".png")
+            self.blobs.put(inputs.audio_wav, ".wav")
+            self.blobs.put(inputs.faces_json, ".json")
+            job = self.store.create(requester, reply_to, options, keys, job_id=job_id, notes=inputs.notes)
+        except Exception:
+            self.quotas.release(job_id, requester.platform, requester.user_id, requester.server_id)
+            self.dedup.forget(fingerprint, job_id)
+            raise
+        self._enqueue(job_id)
+        job.queue_position = self.store.queue_position(job_id)
+        log.info("job %s queued for %s:%s (%s)", job_id, requester.platform, requester.user_id, options)
+        return job
+
+    def _enqueue(self, job_id: str) -> None:
+        from avatarbot.tasks.app import GPU_QUEUE, RENDER_TASK
+
+        try:
+            # The job id doubles as the task id, so Flower finds a job by its id.
+            self._celery_app().send_task(RENDER_TASK, args=[job_id], queue=GPU_QUEUE, task_id=job_id)
+        except Exception as error:
+            log.error("job %s: could not queue the render: %s", job_id, error)
+            self.store.fail(job_id, None, code=QueueUnavailableError.code, user_message=messages.QUEUE_UNAVAILABLE)
+            raise QueueUnavailableError(messages.QUEUE_UNAVAILABLE, detail=f"send_task: {error}") from error
+
+    def _celery_app(self):
+        if self._celery is None:
+            from avatarbot.tasks.app import create_app
+
+            self._celery = create_app(self.settings)
+        return self._celery
+
+    # --- watch ------------------------------------------------------------------------------------
+    async def get(self, job_id: str) -> Job | None:
+        return await asyncio.to_thread(self._get, job_id)
+
+    def _get(self, job_id: str) -> Job | None:
+        job = self.store.get(job_id)
+        if job is not None and job.state == QUEUED:
+            job.queue_position = self.store.queue_position(job_id)
+        return job
+
+    async def queue_position(self, job_id: str) -> int | None:
+        return await asyncio.to_thread(self.store.queue_position, job_id)
+
+    async def set_status_message(self, job_id: str, message_id: str) -> None:
+        await asyncio.to_thread(self.store.set_status_message, job_id, str(message_id))
+
+    async def updates(
+        self, platform: str, poll_s: float = 0.5, *, reoffer_s: float = REOFFER_UNDELIVERED_S
+    ) -> AsyncIterator[Job]:
+        """Every change to this platform's undelivered jobs, starting with all of them.
+
+        A finished job nobody has delivered is yielded again every `reoffer_s` (its delivery
+        was abandoned, or the bot that claimed it died). A Redis outage pauses the stream; it
+        resumes, and catches up, when Redis is back."""
+        seen: dict[str, tuple[int, int | None]] = {}  # job id -> (version, queue position) last yielded
+        offered_at: dict[str, float] = {}  # finished, undelivered job -> when last yielded
+        last_counters = None
+        while True:
+            try:
+                counters = await asyncio.to_thread(self.store.change_counters, platform)
+                now = time.monotonic()
+                overdue = any(now - at >= reoffer_s for at in offered_at.values())
+                jobs = None
+                if counters != last_counters or overdue:
+                    jobs = await asyncio.to_thread(self._pending_with_positions, platform)
+                    last_counters = counters
+            except redis.exceptions.ConnectionError as error:
+                log.warning("watching %s jobs: Redis unreachable (%s); retrying", platform, error)
+                await asyncio.sleep(max(poll_s, REDIS_RETRY_S))
+                continue
+            if jobs is not None:
+                current = {job.id for job in jobs}
+                for gone in set(seen) - current:
+                    seen.pop(gone, None)
+                    offered_at.pop(gone, None)
+                for job in jobs:
+                    mark = (job.version, job.queue_position)
+                    reoffer = job.id in offered_at and now - offered_at[job.id] >= reoffer_s
+                    if seen.get(job.id) == mark and not reoffer:
+                        continue
+                    seen[job.id] = mark
+                    if job.state in OUTCOME_STATES and not job.delivered:
+                        offered_at[job.id] = now
+                    yield job
+            await asyncio.sleep(poll_s)
+
+    def _pending_with_positions(self, platform: str) -> list[Job]:
+        jobs = self.store.pending(platform)
+        queued = [job.id for job in jobs if job.state == QUEUED]
+        if queued:
+            positions = self.store.queue_positions(queued)
+            for job in jobs:
+                job.queue_position = positions.get(job.id)
+        return jobs
+
+    # --- act on a job -----------------------------------------------------------------------------
+    async def cancel(self, job_id: str, user_id: str, *, force: bool = False) -> bool:
+        """Cancel a job that hasn't ended. Only its requester may, unless `force` (moderators)."""
+
+        def cancel() -> bool:
+            job = self.store.get(job_id)
+            if job is None or (not force and job.requester.user_id != str(user_id)):
+                return False
+            return self.store.cancel(job_id, messages.CANCELLED)
+
+        return await asyncio.to_thread(cancel)
+
+    async def again(self, job_id: str, requester: Requester) -> Job:
+        """The same inputs and options with a new seed, replying where the original did."""
+
+        def again() -> Job:
+            job = self.store.get(job_id)
+            if job is None:
+                raise InputsExpiredError(messages.INPUTS_EXPIRED, detail=f"job {job_id} expired")
+            try:
+                png = self.blobs.get(job.inputs["photo"])
+                wav = self.blobs.get(job.inputs["audio"])
+                faces = (
+                    self.blobs.get(job.inputs["faces"])
+                    if "faces" in job.inputs
+                    else faces_json(load_photo(png, self.settings.limits))
+                )
+            except BlobMissingError as error:
+                raise InputsExpiredError(messages.INPUTS_EXPIRED, detail=f"job {job_id}: blob {error} expired") from error
+            seed = secrets.randbelow(SEED_RANGE)
+            options = JobOptions(**{**job.options.__dict__, "seed": seed})
+            notes = [note for note in job.notes if note == messages.NO_FACE_NOTE]
+            return self._create_and_enqueue(requester, job.reply_target, _Inputs(png, wav, faces, notes), options, seed)
+
+        return await asyncio.to_thread(self._queue_unavailable_on_redis_error, again)
+
+    # --- deliver ----------------------------------------------------------------------------------
+    async def begin_delivery(self, job_id: str) -> bool:
+        """Claim the right to post this job's outcome. True for exactly one caller at a time."""
+        return await asyncio.to_thread(
+            self.store.begin_delivery, job_id, self._delivery_token, self.settings.jobs.delivery_claim_s
+        )
+
+    async def clip_for_upload(self, job_id: str, max_bytes: int) -> ClipFile:
+        return await asyncio.to_thread(self._clip_for_upload, job_id, max_bytes)
+
+    def _clip_for_upload(self, job_id: str, max_bytes: int) -> ClipFile:
+        from avatarbot.media.video import fit_to_size, make_thumbnail, probe
+
+        job = self.store.get(job_id)
+        if job is None or job.clip_key is None:
+            raise InputsExpiredError(messages.INPUTS_EXPIRED, detail=f"job {job_id} has no clip")
+        try:
+            data = self.blobs.get(job.clip_key)
+        except BlobMissingError as error:
+            raise InputsExpiredError(messages.INPUTS_EXPIRED, detail=f"clip blob {error} expired") from error
+        directory = Path(tempfile.mkdtemp(prefix="avatarbot-clip-"))
+        try:
+            original = directory / f"avatarbot-{job_id}.mp4"
+            original.write_bytes(data)
+            path = fit_to_size(original, max_bytes, directory / f"avatarbot-{job_id}-small.mp4")
+            thumbnail = make_thumbnail(path, directory / "thumbnail.jpg").read_bytes()
+            info = probe(path)
+            return ClipFile(
+                path=path, width=info.width, height=info.height, duration=info.duration,
+                thumbnail=thumbnail, size_bytes=path.stat().st_size, _directory=directory,
+            )  # fmt: skip
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+
+    async def finish_delivery(self, job_id: str, record: dict) -> None:
+        """Record the post (message ids, ...): the job is delivered. Repeating it changes nothing."""
+        await asyncio.to_thread(self.store.finish_delivery, job_id, record)
+
+    async def abandon_delivery(self, job_id: str) -> None:
+        """Posting failed: release the claim so a later update can try again."""
+        await asyncio.to_thread(self.store.abandon_delivery, job_id)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        self.store.redis.close()
+        blob_redis = getattr(self.blobs, "redis", None)
+        if blob_redis is not None:
+            blob_redis.close()
+        if self._celery is not None:
+            self._celery.close()
+

@@ -1,0 +1,69 @@
+"""`avatarbot worker`: a Celery worker that renders jobs from the `gpu` queue.
+
+Run one per GPU, each pinned with CUDA_VISIBLE_DEVICES, with concurrency 1: a render owns its
+GPU, and a second process on the same card only competes for memory.
+
+    CUDA_VISIBLE_DEVICES=0 avatarbot worker &
+    CUDA_VISIBLE_DEVICES=1 avatarbot worker &
+
+The pool is prefork, because Celery's time limits only work there, and so that the parent (which
+never touches CUDA) survives a render process that dies. Each pool process loads the engine on
+its first job and keeps it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+
+from celery import signals
+
+from avatarbot.tasks.redis_server import die_with_parent
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(settings, concurrency: int, queues: str) -> int:
+    from avatarbot.tasks.app import create_app
+
+    app = create_app(settings)
+    signals.worker_process_init.connect(_pool_process_started, weak=False)
+    stop_watch = threading.Event()
+    signals.worker_ready.connect(_watch_orphans_when_ready(settings, app, stop_watch), weak=False)
+    signals.worker_shutdown.connect(lambda **_: stop_watch.set(), weak=False)
+    gpu = os.environ.get("CUDA_VISIBLE_DEVICES")
+    name = f"avatarbot-gpu{gpu.replace(',', '_')}" if gpu else f"avatarbot-{os.getpid()}"
+    argv = [
+        "worker",
+        f"--hostname={name}@%h",
+        f"--concurrency={concurrency}",
+        f"--queues={queues}",
+        "--pool=prefork",
+        f"--loglevel={settings.log_level}",
+        "--without-gossip",  # workers don't need each other's heartbeats; Flower uses events
+        "--without-mingle",
+    ]
+    try:
+        app.worker_main(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0
+
+
+def _pool_process_started(**_) -> None:
+    """A render process must not outlive the worker that owns it (SIGKILLed parent included).
+
+    It must also return quickly: Celery kills a pool process that takes 4 s here, which is why
+    the engine loads on the first job instead."""
+    die_with_parent(signal.SIGKILL)
+
+
+def _watch_orphans_when_ready(settings, app, stop: threading.Event):
+    def watch(**_) -> None:
+        from avatarbot.tasks.recovery import start_orphan_watch
+
+        start_orphan_watch(settings, app, stop)
+
+    return watch
