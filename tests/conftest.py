@@ -42,7 +42,6 @@ import io
 import os
 import time
 import uuid
-import wave
 
 import numpy as np
 import pytest
@@ -50,6 +49,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from avatarbot.settings import Settings
+from avatarbot.tasks.inputs import audio_wav
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -222,14 +222,7 @@ def voiced_wav(seconds: float = 1.6, sample_rate: int = 16_000, pitch_hz: float 
     buzz = sum(np.sin(2 * np.pi * pitch_hz * k * t) / k for k in range(1, 8))
     syllables = 0.5 * (1 + np.sin(2 * np.pi * 3.0 * t - np.pi / 2))
     samples = 0.3 * buzz / np.abs(buzz).max() * syllables
-    pcm = (samples * 32767).astype("<i2")
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(sample_rate)
-        out.writeframes(pcm.tobytes())
-    return buffer.getvalue()
+    return audio_wav(samples, sample_rate)
 
 
 @pytest.fixture(scope="session")
