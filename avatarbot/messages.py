@@ -171,6 +171,15 @@ TELEGRAM_SETTINGS_USAGE = (
 )
 TELEGRAM_SETTINGS_SAVED = "Saved."
 TELEGRAM_VOICES_HEADER = "Voices for /animate text (a chat admin sets the default with /settings voice NAME):"
+# The command menu Telegram shows (setMyCommands).
+TELEGRAM_COMMANDS = {
+    "animate": "Animate a photo with a line of text",
+    "help": "How to use me",
+    "voices": "Voices for /animate",
+    "status": "Your place in line",
+    "cancel": "Stop your clip",
+    "settings": "Chat settings (admins)",
+}
 
 
 def telegram_help(max_audio_seconds: float, max_text_chars: int, max_download_bytes: int) -> str:

@@ -8,6 +8,7 @@ Known keys (adapters may add their own; keep them documented here):
 - default_voice: TTS voice name, or None for tts.default_voice
 - quality: "fast" | "standard" | "high", or None for render.quality
 - captions: whether the clip is posted with the spoken text as caption
+- telegram_caption_requests: whether a photo's plain caption (no /animate) is a request to speak it
 - allowed_channels: channel / topic ids the bot answers in; empty: all
 - max_per_user_per_hour, max_concurrent_per_user, max_per_server_per_hour: the server's own
   quotas, keyed by the server id (guild id / group chat id); the request flow applies them when

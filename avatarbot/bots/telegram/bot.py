@@ -1,0 +1,424 @@
+"""The Telegram adapter: PTB handlers that turn updates into request-flow calls.
+
+Everything about *what* a request is and how it is rendered lives in `avatarbot.bots.flow`;
+reading a message is `requests.py`, downloads `files.py`, and posting progress and clips
+`delivery.py`. This module wires them into a PTB Application and answers commands and buttons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from telegram import BotCommand, CallbackQuery, Message, ReplyParameters, Update
+from telegram.constants import ChatMemberStatus, ChatType, MessageLimit
+from telegram.error import BadRequest, NetworkError, TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationHandlerStop,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+
+from avatarbot import messages
+from avatarbot.bots.flow import RenderRequest, ReplyTarget, Requester, RequestFlow
+from avatarbot.errors import AudioTooLongError, AvatarbotError, UnknownVoiceError
+from avatarbot.settings import Settings
+from avatarbot.tasks.jobs import ACTIVE_STATES
+
+from . import buttons, files, redact, retries
+from .delivery import PLATFORM, Delivery, int_or_none, status_text
+from .requests import Parsed, parse
+from .retries import call_with_retries
+
+log = logging.getLogger(__name__)
+
+# 429s are waited out and retried by AIORateLimiter up to this many times.
+RATE_LIMIT_RETRIES = 3
+# Starting while the Bot API is unreachable: retry getMe, pausing at most this long.
+STARTUP_BACKOFF_MAX_S = 60.0
+# Long-poll timeout for getUpdates.
+POLL_TIMEOUT = timedelta(seconds=10)
+QUALITIES = ("fast", "standard", "high")
+# Chat setting (Redis, per chat): a photo's plain caption, without /animate, is a request.
+CAPTION_REQUESTS = "telegram_caption_requests"
+ADMIN_STATUSES = {ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER}
+COMMANDS = [BotCommand(name, description) for name, description in messages.TELEGRAM_COMMANDS.items()]
+
+
+class TelegramBot:
+    """One bot process. `build_application()` gives the PTB Application (tests drive it against
+    a fake Bot API server); `running()` also starts polling and the job watcher."""
+
+    def __init__(self, settings: Settings, flow: RequestFlow | None = None):
+        self.settings = settings
+        self.token = settings.telegram.resolved_token()
+        if not self.token:
+            raise ValueError("telegram.token (or telegram.token_file) is not set")
+        redact.install(self.token)
+        self._owns_flow = flow is None
+        self.flow = flow or RequestFlow.from_settings(settings)
+        self.application: Application | None = None
+        self.delivery: Delivery | None = None
+
+    # --- wiring ----------------------------------------------------------------------------------
+    def build_application(self) -> Application:
+        tg = self.settings.telegram
+        application = (
+            Application.builder()
+            .token(self.token)
+            .base_url(tg.base_url)
+            .base_file_url(tg.base_file_url)
+            .local_mode(tg.local_mode)
+            .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+            .concurrent_updates(True)
+            .build()
+        )
+        application.add_handler(TypeHandler(Update, self._gate), group=-1)
+        application.add_handler(CommandHandler("start", self._on_start))
+        application.add_handler(CommandHandler("help", self._on_help))
+        application.add_handler(CommandHandler("voices", self._on_voices))
+        application.add_handler(CommandHandler("cancel", self._on_cancel))
+        application.add_handler(CommandHandler("status", self._on_status))
+        application.add_handler(CommandHandler("settings", self._on_settings))
+        application.add_handler(CallbackQueryHandler(self._on_button))
+        application.add_handler(MessageHandler(filters.UpdateType.MESSAGE, self._on_message))
+        application.add_error_handler(self._on_error)
+        self.application = application
+        return application
+
+    @asynccontextmanager
+    async def running(self):
+        """Poll for updates and deliver jobs until the block exits."""
+        application = self.application or self.build_application()
+        await self._initialize(application)
+        self.delivery = Delivery(application.bot, self.flow, self.settings)
+        try:
+            await application.bot.set_my_commands(COMMANDS)
+        except TelegramError as error:
+            log.warning("could not set the command list: %s", error)
+        await application.start()
+        await application.updater.start_polling(timeout=POLL_TIMEOUT, bootstrap_retries=-1,
+                                                error_callback=self._on_poll_error)
+        self.delivery.start()
+        log.info("telegram bot @%s is running", application.bot.username)
+        try:
+            yield self
+        finally:
+            await self.delivery.stop()
+            if application.updater.running:
+                await application.updater.stop()
+            await application.stop()
+            await application.shutdown()
+            self.application = None
+            if self._owns_flow:
+                await self.flow.close()
+
+    @staticmethod
+    async def _initialize(application: Application) -> None:
+        """getMe until the Bot API answers: a bot started before its network is up waits.
+        A wrong token (InvalidToken) is not a network error and ends the start at once."""
+        pause = retries.FIRST_PAUSE_S
+        while True:
+            try:
+                await application.initialize()
+                return
+            except NetworkError as error:
+                if isinstance(error, BadRequest):
+                    raise
+                log.warning("Bot API unreachable (%s); trying again in %.0f s", error, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, STARTUP_BACKOFF_MAX_S)
+
+    @staticmethod
+    def _on_poll_error(error: TelegramError) -> None:
+        # PTB retries getUpdates with backoff on its own; we only keep the log readable.
+        log.warning("polling for updates failed (retrying): %s", error)
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Anything a handler didn't expect: log it, apologise, keep going."""
+        log.error("update %s raised", getattr(update, "update_id", "?"), exc_info=context.error)
+        if not isinstance(update, Update):
+            return
+        try:
+            if update.callback_query is not None:
+                await update.callback_query.answer(messages.TELEGRAM_UNEXPECTED)
+            elif update.effective_message is not None:
+                await self._reply(update.effective_message, messages.TELEGRAM_UNEXPECTED)
+        except TelegramError as error:
+            log.info("could not apologise for update %s: %s", update.update_id, error)
+
+    async def _gate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Answer only in allowed chats (when a list is set) and bot admins' private chats."""
+        allowed = self.settings.telegram.allowed_chats
+        chat = update.effective_chat
+        if not allowed or chat is None or chat.id in allowed:
+            return
+        user = update.effective_user
+        if chat.type == ChatType.PRIVATE and user is not None and user.id in self.settings.telegram.admins:
+            return
+        raise ApplicationHandlerStop
+
+    # --- small helpers ---------------------------------------------------------------------------
+    async def _reply(self, message: Message, text: str, **kwargs) -> Message | None:
+        """A reply in the same chat and topic. Failing to say something is logged, not raised."""
+        try:
+            return await call_with_retries(
+                message.get_bot().send_message, chat_id=message.chat_id, text=text[: MessageLimit.MAX_TEXT_LENGTH],
+                message_thread_id=message.message_thread_id if message.is_topic_message else None,
+                reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True), **kwargs)
+        except TelegramError as error:
+            log.warning("reply in chat %s failed: %s", message.chat_id, error)
+            return None
+
+    async def _is_chat_admin(self, chat_id: int, chat_type: str, user_id: int) -> bool:
+        if user_id in self.settings.telegram.admins:
+            return True
+        if chat_type == ChatType.PRIVATE:
+            return chat_id == user_id
+        try:
+            member = await self.application.bot.get_chat_member(chat_id, user_id)
+        except TelegramError as error:
+            log.info("getChatMember(%s, %s) failed: %s", chat_id, user_id, error)
+            return False
+        return member.status in ADMIN_STATUSES
+
+    @staticmethod
+    def _requester(message: Message) -> Requester:
+        user = message.from_user
+        server = None if message.chat.type == ChatType.PRIVATE else str(message.chat_id)
+        return Requester(platform=PLATFORM, user_id=str(user.id), server_id=server,
+                         display_name=user.full_name if user else "")
+
+    # --- commands --------------------------------------------------------------------------------
+    async def _on_start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self._reply(update.effective_message, messages.TELEGRAM_START)
+
+    async def _on_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        limits = self.settings.limits
+        await self._reply(update.effective_message, messages.telegram_help(
+            limits.max_audio_seconds, limits.max_text_chars, files.download_limit(self.settings)))
+
+    async def _on_voices(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        from avatarbot.tts.voices import list_voices
+
+        lines = [messages.TELEGRAM_VOICES_HEADER, *(voice.label for voice in list_voices())]
+        chunk: list[str] = []
+        for line in lines:  # one message holds 4096 characters
+            if sum(len(x) + 1 for x in chunk) + len(line) > MessageLimit.MAX_TEXT_LENGTH:
+                await self._reply(update.effective_message, "\n".join(chunk))
+                chunk = []
+            chunk.append(line)
+        await self._reply(update.effective_message, "\n".join(chunk))
+
+    async def _active_job(self, message: Message):
+        """The newest unfinished job of this user in this chat."""
+        jobs = await asyncio.to_thread(self.flow.store.list_jobs, PLATFORM, ACTIVE_STATES)
+        mine = [job for job in jobs if job.requester.user_id == str(message.from_user.id)
+                and job.reply_target.chat_id == str(message.chat_id)]
+        return mine[-1] if mine else None
+
+    async def _on_cancel(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        job = await self._active_job(message)
+        if job is None:
+            await self._reply(message, messages.TELEGRAM_NOTHING_TO_CANCEL)
+            return
+        await self.flow.cancel(job.id, str(message.from_user.id))
+        await self._reply(message, messages.TELEGRAM_CANCELLING)
+
+    async def _on_status(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        job = await self._active_job(message)
+        if job is None:
+            await self._reply(message, messages.TELEGRAM_NOTHING_TO_CANCEL)
+            return
+        await self._reply(message, await status_text(self.flow, job))
+
+    async def _on_settings(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        chat = message.chat
+        current = await self.flow.chat_settings.get(PLATFORM, str(chat.id))
+        args = context.args or []
+        if not args:
+            await self._reply(message, messages.telegram_settings(
+                current.get("default_voice") or self.settings.tts.default_voice,
+                current.get("quality") or self.settings.render.quality, bool(current.get(CAPTION_REQUESTS))))
+            return
+        if not await self._is_chat_admin(chat.id, chat.type, message.from_user.id):
+            await self._reply(message, messages.TELEGRAM_SETTINGS_ADMINS_ONLY)
+            return
+        name, value = args[0].lower(), " ".join(args[1:]).strip()
+        if name == "voice" and value:
+            from avatarbot.tts.voices import find_voice
+
+            try:
+                voice = find_voice(value)
+            except UnknownVoiceError as error:
+                await self._reply(message, error.user_message)
+                return
+            await self.flow.chat_settings.update(PLATFORM, str(chat.id), default_voice=voice.name)
+        elif name == "quality" and value.lower() in QUALITIES:
+            await self.flow.chat_settings.update(PLATFORM, str(chat.id), quality=value.lower())
+        elif name == "captions" and value.lower() in ("on", "off"):
+            await self.flow.chat_settings.update(PLATFORM, str(chat.id), **{CAPTION_REQUESTS: value.lower() == "on"})
+        else:
+            await self._reply(message, messages.TELEGRAM_SETTINGS_USAGE)
+            return
+        await self._reply(message, messages.TELEGRAM_SETTINGS_SAVED)
+
+    # --- requests --------------------------------------------------------------------------------
+    async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.message
+        if message is None or message.from_user is None or message.from_user.is_bot:
+            return
+        try:
+            await self._handle_message(message, context)
+        except AvatarbotError as error:
+            log.info("request %s/%s refused: %s (%s)", message.chat_id, message.message_id, error.detail, error.code)
+            await self._reply(message, error.user_message)
+
+    async def _handle_message(self, message: Message, context: ContextTypes.DEFAULT_TYPE) -> None:
+        chat_config = await self.flow.chat_settings.get(PLATFORM, str(message.chat_id))
+        bot = context.bot
+        parsed = parse(message, bot.username, captions_allowed=bool(chat_config.get(CAPTION_REQUESTS)), bot_id=bot.id)
+        private = message.chat.type == ChatType.PRIVATE
+        if parsed.kind == "ignore":
+            return
+        if parsed.kind == "photo_only":
+            if private:
+                await self._reply(message, messages.TELEGRAM_PHOTO_HINT)
+            return
+        if parsed.kind == "help":
+            await self._reply(message, messages.TELEGRAM_ANIMATE_HELP)
+            return
+        if parsed.kind == "no_photo":
+            # In a group, people reply to each other with voice notes all day: only speak up
+            # when the voice note answers one of our own messages.
+            if private or parsed.replied_to_bot:
+                await self._reply(message, messages.TELEGRAM_REPLY_TO_A_PHOTO)
+            return
+        await self._submit(message, parsed, chat_config)
+
+    async def _submit(self, message: Message, parsed: Parsed, chat_config: dict) -> None:
+        limits = self.settings.limits
+        sound = parsed.sound
+        if sound is not None and sound.duration is not None and sound.duration > limits.max_audio_seconds:
+            # Telegram tells us the length: no need to download a recording we would refuse.
+            raise AudioTooLongError(messages.audio_too_long(sound.duration, limits.max_audio_seconds),
+                                    detail=f"{sound.kind} of {sound.duration}s")
+        bot = message.get_bot()
+        photo = await call_with_retries(files.fetch, bot=bot, attachment=parsed.photo, settings=self.settings)
+        audio = None
+        if sound is not None:
+            audio = await call_with_retries(files.fetch, bot=bot, attachment=sound, settings=self.settings)
+        reply_to = ReplyTarget(
+            chat_id=str(message.chat_id), message_id=str(message.message_id),
+            thread_id=str(message.message_thread_id) if message.is_topic_message else None,
+        )
+        request = RenderRequest(photo=photo, audio=audio, text=parsed.text,
+                                voice_name=chat_config.get("default_voice"), quality=chat_config.get("quality"))
+        job = await self.flow.submit(self._requester(message), reply_to, request)
+        if job.duplicate:  # the same request again: its status message is already there
+            log.info("job %s: duplicate request, no second status message", job.id)
+            return
+        await self._post_status(job)
+
+    async def _post_status(self, job) -> None:
+        """The one status message for a job, replying to the request."""
+        target = job.reply_target
+        text = messages.queued(job.queue_position or await self.flow.queue_position(job.id))
+        try:
+            status = await call_with_retries(
+                self.application.bot.send_message, chat_id=int(target.chat_id), text=text,
+                message_thread_id=int_or_none(target.thread_id),
+                reply_parameters=ReplyParameters(int(target.message_id), allow_sending_without_reply=True),
+                reply_markup=buttons.status_keyboard(job.id))
+        except TelegramError as error:
+            log.warning("status message for job %s failed: %s", job.id, error)
+            return
+        self.delivery.status.posted(job.id, text)
+        await self.flow.set_status_message(job.id, str(status.message_id))
+
+    # --- buttons ---------------------------------------------------------------------------------
+    async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        press = buttons.decode(query.data)
+        if press is None:
+            await query.answer()
+            return
+        job = await self.flow.get(press.job_id)
+        if job is None:
+            await query.answer(messages.TELEGRAM_JOB_GONE)
+            return
+        user_id = query.from_user.id
+        if press.action == buttons.AGAIN:
+            await self._again(query, job)
+            return
+        allowed = str(user_id) == job.requester.user_id
+        if not allowed and query.message is not None:
+            chat = query.message.chat
+            allowed = await self._is_chat_admin(chat.id, chat.type, user_id)
+        if not allowed:
+            await query.answer(messages.TELEGRAM_NOT_YOURS)
+            return
+        if press.action == buttons.CANCEL:
+            await self.flow.cancel(job.id, str(user_id), force=str(user_id) != job.requester.user_id)
+            await query.answer(messages.TELEGRAM_CANCELLING)
+        elif press.action == buttons.DELETE:
+            try:
+                await query.message.delete()
+            except TelegramError as error:
+                log.info("deleting clip of job %s failed: %s", job.id, error)
+            await query.answer(messages.TELEGRAM_DELETED)
+
+    async def _again(self, query: CallbackQuery, job) -> None:
+        user = query.from_user
+        chat = query.message.chat if query.message else None
+        server = None if chat is None or chat.type == ChatType.PRIVATE else str(chat.id)
+        requester = Requester(platform=PLATFORM, user_id=str(user.id), server_id=server, display_name=user.full_name)
+        try:
+            new_job = await self.flow.again(job.id, requester)
+        except AvatarbotError as error:
+            await query.answer(error.user_message[: 200])
+            return
+        await query.answer(messages.TELEGRAM_AGAIN_STARTED)
+        if not new_job.duplicate:
+            await self._post_status(new_job)
+
+def build_application(settings: Settings, flow: RequestFlow | None = None) -> Application:
+    """The PTB Application for these settings (handlers wired; not started)."""
+    return TelegramBot(settings, flow).build_application()
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run the bot until `stop` is set (forever when None)."""
+    bot = TelegramBot(settings)
+    async with bot.running():
+        await (stop or asyncio.Event()).wait()
+
+
+def run_telegram(settings: Settings) -> int:
+    """`avatarbot telegram`: run until Ctrl-C / SIGTERM."""
+    import signal
+
+    # httpx logs every request URL (which holds the token) at INFO; the redaction hides the
+    # token, and this keeps the log from filling with getUpdates lines.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await serve(settings, stop)
+
+    asyncio.run(main())
+    return 0
