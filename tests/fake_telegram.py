@@ -309,6 +309,13 @@ class FakeTelegram:
                 raise ConnectionResetError("fault drill: dropped connection")
             extra = {"retry_after": fault.retry_after} if fault.retry_after else None
             return _error(fault.status, fault.description, extra)
+        chat_id = params.get("chat_id")
+        if chat_id is not None and _int_or_none(chat_id) not in self.chat_ids:
+            # What Telegram answers for a chat the bot isn't in. It also keeps each test's bot off
+            # jobs that other tests left in the shared Redis (the bot would be recovering them).
+            call.status = 400
+            self.calls.append(call)
+            return _error(400, "Bad Request: chat not found")
         handler = getattr(self, f"_api_{method.lower()}", None)
         if handler is None:
             self.calls.append(call)
@@ -505,6 +512,13 @@ def _decode(name: str, value: str) -> Any:
         return json.loads(value)
     except ValueError:
         return value
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _error(status: int, description: str, parameters: dict | None = None) -> web.Response:

@@ -22,6 +22,7 @@ def _jpeg(width: int = 200, height: int = 160) -> bytes:
 @pytest.fixture
 async def fake():
     server = FakeTelegram()
+    server.chat_ids.update({1, 42})  # plain chats these protocol tests post to
     await server.start()
     yield server
     await server.stop()
@@ -115,3 +116,11 @@ async def test_injected_faults(fake, bot):
     await bot.send_message(chat_id=1, text="x")  # faults are used up
     assert len(fake.calls_to("sendMessage")) == 1
     assert [c.status for c in fake.calls if c.method == "sendMessage"] == [500, 429, 0, 200]
+
+
+async def test_unknown_chat_is_refused_like_telegram_does(fake, bot):
+    from telegram.error import BadRequest
+
+    with pytest.raises(BadRequest, match="[Cc]hat not found"):
+        await bot.send_message(chat_id=999_999, text="anyone there?")
+    assert fake.calls_to("sendMessage") == []

@@ -17,6 +17,7 @@ from tests.fake_telegram import TOKEN, FakeTelegram
 @pytest.fixture
 async def fake_and_bot():
     fake = FakeTelegram()
+    fake.chat_ids.update({7, 42})  # the plain chats these tests edit messages in
     await fake.start()
     async with Bot(TOKEN, base_url=fake.base_url) as bot:
         yield fake, bot
