@@ -101,6 +101,29 @@ def _ffmpeg_lavfi(source: str, codec_args: list[str], fmt: str) -> bytes:
     return result.stdout
 
 
+def _patched(data: bytes, offset: int, fmt: str, value: int) -> bytes:
+    """`data` with one little header field overwritten (struct format `fmt` at `offset`)."""
+    out = bytearray(data)
+    out[offset : offset + struct.calcsize(fmt)] = struct.pack(fmt, value)
+    return bytes(out)
+
+
+def _jpeg_with_broken_exif(jpeg: bytes) -> bytes:
+    """An APP1 block that says "Exif", then a TIFF header pointing at an IFD that runs off the end."""
+    app1 = b"Exif\x00\x00" + b"MM\x00\x2a\x00\x00\x00\x08" + b"\xff\xff" + b"\x00" * 50
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpeg[2:]
+
+
+def _png_48bit(image: Image.Image) -> bytes:
+    """16 bits per channel RGB, which Pillow itself can't write (cameras and editors do)."""
+    import cv2
+
+    rgb16 = np.asarray(image, dtype=np.uint16) * 257
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(rgb16[:, :, ::-1]))
+    assert ok
+    return encoded.tobytes()
+
+
 def _mp4_without_audio() -> bytes:
     result = subprocess.run(
         ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=128x128:rate=10:duration=2",
@@ -124,7 +147,7 @@ def image_samples() -> list[Sample]:
     frames = [astronaut.resize((128, 128)), Image.new("RGB", (128, 128), "red")]
     bmp_bad = bytearray(_encode(Image.new("RGB", (64, 64)), "BMP"))
     bmp_bad[18:26] = struct.pack("<ii", 1_000_000, 1_000_000)
-    sixteen_bit = Image.fromarray((np.asarray(astronaut.convert("L"), dtype=np.uint16) * 257))
+    sixteen_bit = Image.fromarray(np.asarray(astronaut.convert("L"), dtype=np.uint16) * 257)
 
     return [
         Sample("empty.jpg", "image", "refuse", b""),
@@ -156,6 +179,13 @@ def image_samples() -> list[Sample]:
         Sample("bmp-lying-size.bmp", "image", "refuse", bytes(bmp_bad)),
         Sample("heic-garbage.heic", "image", "refuse", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\xde\xad" * 100),
         Sample("random-bytes.jpg", "image", "refuse", np.random.default_rng(1).bytes(5000)),
+        # Added with the hostile-input tests (issue 7): more colour layouts and a wrong-kind upload.
+        Sample("48bit-rgb.png", "image", "clip", _png_48bit(astronaut)),
+        Sample("cmyk.tiff", "image", "clip", _encode(astronaut.convert("CMYK"), "TIFF")),
+        Sample("grey-alpha.png", "image", "clip", _encode(astronaut.convert("LA"), "PNG")),
+        Sample("broken-exif.jpg", "image", "clip", _jpeg_with_broken_exif(jpeg)),
+        Sample("voice-note-as-photo.jpg", "image", "refuse",
+               _ffmpeg_lavfi("sine=frequency=300:duration=1", ["-c:a", "libopus", "-ac", "1"], "ogg")),
     ]
 
 
@@ -178,8 +208,12 @@ def audio_samples() -> list[Sample]:
         Sample("midi.mid", "audio", "refuse", b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x00`MTrk\x00\x00\x00\x04\x00\xff/\x00"),
         Sample("zero-seconds.wav", "audio", "refuse", _wav(np.zeros(0, np.float32), rate)),
         Sample("ten-minutes.ogg", "audio", "refuse",
-               _ffmpeg_lavfi("sine=frequency=200:duration=600", ["-c:a", "libopus", "-b:a", "6k", "-ar", "8000", "-ac", "1"], "ogg")),
+               # Cheapest Opus settings: the encode took 3.4 s at the default complexity, 0.9 s now.
+               _ffmpeg_lavfi("sine=frequency=200:duration=600", ["-c:a", "libopus", "-b:a", "6k", "-ar", "8000", "-ac", "1",
+                                                                 "-compression_level", "0", "-frame_duration", "60"], "ogg")),
         Sample("silence.wav", "audio", "refuse", _wav(np.zeros(rate * 3, np.float32), rate)),
+        # A constant offset is inaudible: silence. (It used to pass as loud audio; load_audio now
+        # removes the offset before measuring the level.)
         Sample("dc-offset.wav", "audio", "refuse", _wav(np.full(rate * 3, 0.5, np.float32), rate)),
         Sample("corrupt-pages.ogg", "audio", "either", bytes(corrupt_ogg)),
         Sample("header-only.ogg", "audio", "refuse", ogg[:120]),
@@ -191,6 +225,15 @@ def audio_samples() -> list[Sample]:
         Sample("full-scale-square.wav", "audio", "clip", _wav(np.sign(speech + 1e-9) * (np.abs(speech) > 0), rate)),
         Sample("voice-note.ogg", "audio", "clip", ogg),
         Sample("video-without-audio.mp4", "audio", "refuse", _mp4_without_audio()),
+        # Added with the hostile-input tests (issue 7). "unknown-codec.xyz" above is random bytes
+        # behind a made-up magic; a real container holding a codec nobody decodes is different:
+        # a well-formed WAV whose format tag is 0x1234. Then broken WAV headers: 0 channels,
+        # a 0 Hz sample rate, and a JPEG sent where a recording was expected.
+        Sample("wav-unknown-codec-tag.wav", "audio", "refuse", _patched(wav, 20, "<H", 0x1234)),
+        Sample("wav-zero-channels.wav", "audio", "refuse", _patched(wav, 22, "<H", 0)),
+        Sample("wav-zero-sample-rate.wav", "audio", "refuse", _patched(wav, 24, "<I", 0)),
+        Sample("riff-header-only.wav", "audio", "refuse", wav[:12]),
+        Sample("photo-as-voice.ogg", "audio", "refuse", _encode(_astronaut(256), "JPEG")),
     ]
 
 

@@ -22,7 +22,7 @@ from avatarbot.errors import (
     UnsupportedImageFormatError,
 )
 from avatarbot.media.faces import detect_faces, pick_main_face
-from avatarbot.media.images import DRAFT_MIN_LONG_SIDE, WORKING_MAX_SIDE, fit_to_bucket, load_photo
+from avatarbot.media.images import DRAFT_MIN_SHORT_SIDE, WORKING_MAX_PIXELS, fit_to_bucket, load_photo
 from avatarbot.media.types import LANDMARK_NAMES, Face, Photo
 from avatarbot.settings import LimitsSettings
 
@@ -133,15 +133,23 @@ def _gradient(width, height):
 
 def test_large_jpeg_is_decoded_at_reduced_scale():
     photo = load_photo(samples.encode(_gradient(4000, 3000), "JPEG", quality=80), LIMITS)
-    assert photo.rgb.shape == (1500, 2000, 3)  # JPEG draft at 1/2: still above DRAFT_MIN_LONG_SIDE
-    assert DRAFT_MIN_LONG_SIDE <= 2000 <= WORKING_MAX_SIDE
+    assert photo.rgb.shape == (1500, 2000, 3)  # JPEG draft at 1/2: still above DRAFT_MIN_SHORT_SIDE
+    assert DRAFT_MIN_SHORT_SIDE <= 1500 and 1500 * 2000 <= WORKING_MAX_PIXELS
     assert photo.rgb[100, 10, 0] < 20 and photo.rgb[100, -10, 0] > 235
 
 
 def test_large_png_is_brought_to_the_working_size():
-    photo = load_photo(samples.encode(_gradient(2600, 1000), "PNG"), LIMITS)
-    assert photo.rgb.shape[1] == WORKING_MAX_SIDE
-    assert photo.rgb.shape[0] == pytest.approx(1000 * WORKING_MAX_SIDE / 2600, abs=1)
+    photo = load_photo(samples.encode(_gradient(4000, 2000), "PNG"), LIMITS)
+    height, width = photo.rgb.shape[:2]
+    assert WORKING_MAX_PIXELS * 0.99 <= width * height <= WORKING_MAX_PIXELS
+    assert width / height == pytest.approx(2.0, rel=0.01)
+
+
+def test_panorama_keeps_its_height():
+    """Shrinking by the long side would turn a 20000 x 400 panorama into a 2048 x 41 strip."""
+    photo = load_photo(samples.encode(_gradient(20000, 400), "PNG"), LIMITS)
+    height, width = photo.rgb.shape[:2]
+    assert height >= 240 and width * height <= WORKING_MAX_PIXELS
 
 
 # --- bad input: each its own error, each with a sentence for the user ---------------------------

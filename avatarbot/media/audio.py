@@ -91,6 +91,9 @@ def load_audio(
             )
         samples = _decode(path, sample_rate, max_seconds=limit + 2 * DURATION_TOLERANCE_S)
 
+    # A constant offset (a cheap microphone's bias, or a file of one repeated value) is inaudible
+    # but would count as loudness below and keep the mouth open: take it out before measuring.
+    samples = remove_dc_offset(samples)
     duration = len(samples) / sample_rate
     if duration > limit + DURATION_TOLERANCE_S:  # the header understated it
         raise AudioTooLongError(
@@ -157,6 +160,10 @@ def _decode(path: Path, sample_rate: int, *, max_seconds: float) -> np.ndarray:
     except subprocess.TimeoutExpired as exc:
         raise CorruptAudioError(messages.CORRUPT_AUDIO, detail=f"ffmpeg decode ran past {timeout:.0f} s") from exc
     samples = np.frombuffer(result.stdout[: len(result.stdout) // 4 * 4], dtype="<f4")
+    if result.returncode == 0 and not len(samples) and not result.stderr.strip():
+        # A well-formed file holding no sound at all (a 0 s WAV), decoded without a complaint:
+        # too short, not damaged.
+        return np.zeros(0, dtype=np.float32)
     if result.returncode != 0 or not len(samples):
         raise CorruptAudioError(
             messages.CORRUPT_AUDIO,
@@ -166,6 +173,12 @@ def _decode(path: Path, sample_rate: int, *, max_seconds: float) -> np.ndarray:
         log.info("ffmpeg decoded with warnings: %s", ffmpeg.stderr_tail(result.stderr))
     samples = np.nan_to_num(samples.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     return np.clip(samples, -1.0, 1.0)
+
+
+def remove_dc_offset(samples: np.ndarray) -> np.ndarray:
+    if not len(samples):
+        return samples
+    return np.clip(samples - np.float32(samples.mean(dtype=np.float64)), -1.0, 1.0).astype(np.float32)
 
 
 def _block_levels_dbfs(samples: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -3,7 +3,7 @@
 The order matters for safety and speed: the pixel count is read from the header and refused
 before anything is decoded (a 30000x30000 PNG is a few hundred bytes on disk and gigabytes in
 memory); big JPEGs are decoded at a reduced scale straight away (`Image.draft`), and everything
-is brought down to `WORKING_MAX_SIDE`, since no engine renders above 704 px anyway.
+is brought down to `WORKING_MAX_PIXELS`, since no engine renders above 704 px anyway.
 """
 
 from __future__ import annotations
@@ -35,12 +35,13 @@ from avatarbot.settings import LimitsSettings
 
 log = logging.getLogger(__name__)
 
-# Photos are kept at most this big on their long side: room to crop for the largest render
-# bucket (704 px short side) while face detection and resizing stay fast.
-WORKING_MAX_SIDE = 2048
-# JPEGs may be decoded at 1/2, 1/4 or 1/8 scale as long as the long side keeps this much: the
-# largest bucket (704 px short side) at the widest aspect we keep (2:1) still needs no upscaling.
-DRAFT_MIN_LONG_SIDE = 1408
+# Photos are kept at most this many pixels (2048 x 1536 worth): room to crop for the largest
+# render bucket (704 px short side) while face detection and resizing stay fast. Counted by area,
+# not by the long side, so a panorama keeps its height instead of collapsing into a thin strip.
+WORKING_MAX_PIXELS = 2048 * 1536
+# JPEGs may be decoded at 1/2, 1/4 or 1/8 scale as long as the short side keeps this much: above
+# the largest bucket (704 px), with room left to crop around the face.
+DRAFT_MIN_SHORT_SIDE = 1024
 # Pillow format names we accept. MPO is what many phones and cameras call a JPEG with a
 # second (depth or preview) image; its first frame is the photo.
 ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF"})
@@ -83,7 +84,7 @@ def load_photo(data: bytes, limits: LimitsSettings, *, detect_faces: bool = True
         raise AnimatedImageError(messages.ANIMATED_IMAGE, detail=f"{fmt} with {image.n_frames} frames")
 
     if fmt in ("JPEG", "MPO"):
-        # Decode at 1/2, 1/4 or 1/8 scale when that still leaves DRAFT_MIN_LONG_SIDE: much
+        # Decode at 1/2, 1/4 or 1/8 scale when that still leaves DRAFT_MIN_SHORT_SIDE: much
         # faster and far less memory for big phone photos.
         image.draft("RGB", _draft_request(width, height))
     try:
@@ -92,7 +93,10 @@ def load_photo(data: bytes, limits: LimitsSettings, *, detect_faces: bool = True
         raise TruncatedImageError(messages.TRUNCATED_IMAGE, detail=f"{fmt} decode failed: {exc}") from exc
 
     image = _apply_orientation(image)
-    image.thumbnail((WORKING_MAX_SIDE, WORKING_MAX_SIDE), Image.Resampling.LANCZOS)
+    if image.width * image.height > WORKING_MAX_PIXELS:
+        scale = math.sqrt(WORKING_MAX_PIXELS / (image.width * image.height))
+        size = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
+        image = image.resize(size, Image.Resampling.LANCZOS)
     rgb = _to_rgb_array(image)
 
     faces: tuple[Face, ...] = ()
@@ -143,8 +147,8 @@ def _check_size(width: int, height: int, limits: LimitsSettings) -> None:
 
 
 def _draft_request(width: int, height: int) -> tuple[int, int]:
-    """The smallest size `draft` may reduce to so the long side still reaches DRAFT_MIN_LONG_SIDE."""
-    factor = min(1.0, DRAFT_MIN_LONG_SIDE / max(width, height))
+    """The smallest size `draft` may reduce to so the short side still reaches DRAFT_MIN_SHORT_SIDE."""
+    factor = min(1.0, DRAFT_MIN_SHORT_SIDE / min(width, height))
     return (max(1, math.ceil(width * factor)), max(1, math.ceil(height * factor)))
 
 

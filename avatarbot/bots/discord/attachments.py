@@ -140,6 +140,10 @@ def _check_url(url: str, settings: Settings) -> None:
             messages.DISCORD_DOWNLOAD_FAILED,
             detail=f"attachment host {host!r} is not a Discord CDN",
         )
+    # CDN URLs never carry user info; "https://cdn.discordapp.com@other/..." is a trick to make
+    # a reader see one host while the request goes to another.
+    if "@" in parts.netloc:
+        raise errors.InputError(messages.DISCORD_DOWNLOAD_FAILED, detail="attachment URL carries user info")
     # Discord's own CDN is https only; a configured host (a proxy on the same network, the tests'
     # fake server) may be plain http.
     if parts.scheme != "https" and not (parts.scheme == "http" and host in settings.discord.cdn_hosts):

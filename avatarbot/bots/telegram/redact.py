@@ -39,8 +39,10 @@ def install(secret: str) -> None:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 (a broken format string is the caller's bug; logging reports it)
             return record
-        if any(secret in message for secret in _secrets):
-            record.msg, record.args = redact(message), None
+        # Freeze the text now, token or not: arguments are formatted lazily, and PTB logs getFile's
+        # result dict and then writes the download URL (token included) into that same dict. A
+        # handler that formats later (pytest's caplog, a memory or Sentry handler) would see it.
+        record.msg, record.args = redact(message), None
         if record.exc_info:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
         return record
