@@ -281,13 +281,17 @@ class RequestFlow:
         await asyncio.to_thread(self.store.set_status_message, job_id, str(message_id))
 
     async def updates(
-        self, platform: str, poll_s: float = 0.5, *, reoffer_s: float = REOFFER_UNDELIVERED_S
+        self, platform: str, poll_s: float = 0.5, *, reoffer_s: float | None = None
     ) -> AsyncIterator[Job]:
         """Every change to this platform's undelivered jobs, starting with all of them.
 
         A finished job nobody has delivered is yielded again every `reoffer_s` (its delivery
-        was abandoned, or the bot that claimed it died). A Redis outage pauses the stream; it
-        resumes, and catches up, when Redis is back."""
+        was abandoned, or the bot that claimed it died). By default that is REOFFER_UNDELIVERED_S,
+        or `jobs.delivery_claim_s` when shorter: a dead bot's claim expires after that long, and
+        offering the job later than that only keeps the clip from the user. A Redis outage
+        pauses the stream; it resumes, and catches up, when Redis is back."""
+        if reoffer_s is None:
+            reoffer_s = min(REOFFER_UNDELIVERED_S, float(self.settings.jobs.delivery_claim_s))
         seen: dict[str, tuple[int, int | None]] = {}  # job id -> (version, queue position) last yielded
         offered_at: dict[str, float] = {}  # finished, undelivered job -> when last yielded
         last_counters = None

@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis
+
 from avatarbot import messages
 from avatarbot.errors import AvatarbotError, RenderCancelled, RenderTimeoutError
 from avatarbot.media.images import load_photo
@@ -182,10 +184,16 @@ class _Run:
         if 0 < progress.step < progress.total:
             eta = (now - self._stage_started) / progress.step * (progress.total - progress.step)
         self._last_write = now
-        written = self.store.progress(
-            self.job.id, self.token, state=self.state, stage=progress.stage, step=progress.step,
-            total=progress.total, eta_s=eta,
-        )  # fmt: skip
+        try:
+            written = self.store.progress(
+                self.job.id, self.token, state=self.state, stage=progress.stage, step=progress.step,
+                total=progress.total, eta_s=eta,
+            )  # fmt: skip
+        except redis.exceptions.ConnectionError:
+            # Progress is for show: a Redis restart must not cost the render. Whether this
+            # attempt still owns the job is the heartbeat's call (keep_lease).
+            log.warning("job %s: progress not recorded, Redis unreachable", self.job.id)
+            return
         if not written:
             self._stop = True  # cancelled or taken over: the next should_cancel says stop
 
@@ -198,8 +206,11 @@ class _Run:
             return True
         if now - self._last_poll >= STATE_POLL_INTERVAL_S:
             self._last_poll = now
-            if self.store.state(self.job.id) not in (RUNNING, ENCODING):
-                self._stop = True
+            try:
+                if self.store.state(self.job.id) not in (RUNNING, ENCODING):
+                    self._stop = True
+            except redis.exceptions.ConnectionError:
+                pass  # Redis restarting: ask again at the next poll
         return self._stop
 
     # --- the attempt ------------------------------------------------------------------------------
@@ -218,6 +229,11 @@ class _Run:
             return "cancelled"
         except RenderTimeoutError:
             return self._fail_timeout()
+        except redis.exceptions.ConnectionError as error:
+            # Not the render's fault, so not a failure to show the user: this attempt ends, the
+            # lease expires, and a worker's orphan watch queues the job again (recovery.py).
+            log.warning("job %s: Redis unreachable (%s); the job will be taken over", job_id, error)
+            raise
         except BlobMissingError as error:
             log.warning("job %s: input blob %s is gone", job_id, error)
             return self._fail("inputs_expired", messages.INPUTS_EXPIRED)

@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 ACTIVE = ("queued", "running", "encoding")
 RETRY_AFTER_ERROR_S = 5.0
+# discord.py sets no timeout on a request (aiohttp's default is 5 minutes) and retries 5xx on its
+# own. A post that hangs must give up well before its delivery claim expires: otherwise another
+# bot process could claim the job and post it while this upload is still going.
+POST_DEADLINE_SHARE_OF_CLAIM = 0.5
 
 
 def clip_nonce(job_id: str) -> str:
@@ -65,6 +69,7 @@ class Deliveries:
         self.bot = bot
         self.flow = bot.flow
         self.interval_s = bot.settings.discord.status_edit_interval_s
+        self.post_timeout_s = bot.settings.jobs.delivery_claim_s * POST_DEADLINE_SHARE_OF_CLAIM
         self._latest: dict[str, tuple[str, str, str]] = {}  # job id -> (channel, message, text)
         self._shown: dict[str, str] = {}  # job id -> text on the status message now
         self._editors: dict[str, asyncio.Task] = {}
@@ -158,6 +163,12 @@ class Deliveries:
             )
             await self.flow.finish_delivery(job.id, {"undeliverable": error.status})
             return
+        except TimeoutError:
+            # Discord may have taken the post without answering in time: the retry, offered
+            # again by the flow, carries the same nonce, so it can't make a second message.
+            log.warning("job %s: posting timed out after %.0f s; will try again", job.id, self.post_timeout_s)
+            await self.flow.abandon_delivery(job.id)
+            return
         except BaseException:
             # Anything else (network, Discord 5xx, shutdown): let a later update try again.
             await self.flow.abandon_delivery(job.id)
@@ -165,9 +176,12 @@ class Deliveries:
         await self.flow.finish_delivery(job.id, record)
         if job.status_message_id:
             try:
-                await self._edit(job.reply_target.chat_id, job.status_message_id, final_status, None)
+                edit = self._edit(job.reply_target.chat_id, job.status_message_id, final_status, None)
+                await asyncio.wait_for(edit, self.post_timeout_s)
             except discord.HTTPException as error:
                 log.info("final status edit for job %s failed: %s", job.id, error.status)
+            except TimeoutError:
+                log.info("final status edit for job %s timed out", job.id)
 
     def upload_limit(self, job) -> int:
         """The server's limit as Discord reported it with the request, else the guild's, else 10 MiB."""
@@ -193,7 +207,7 @@ class Deliveries:
         channel = self.bot.get_partial_messageable(int(job.reply_target.chat_id))
         # The flow re-encodes the clip when it is over the server's upload limit.
         with await self.flow.clip_for_upload(job.id, self.upload_limit(job)) as clip:
-            message = await channel.send(
+            post = channel.send(
                 messages.discord_clip_caption(mention(job), list(job.notes or [])),
                 file=discord.File(clip.path, filename=f"avatar-{job.id}.mp4"),
                 reference=self._reference(job),
@@ -201,6 +215,7 @@ class Deliveries:
                 nonce=clip_nonce(job.id),
                 allowed_mentions=discord.AllowedMentions(users=[discord.Object(int(job.requester.user_id))]),
             )
+            message = await asyncio.wait_for(post, self.post_timeout_s)
         log.info(
             "job %s delivered as message %s (%d bytes)",
             job.id,
@@ -215,12 +230,13 @@ class Deliveries:
 
     async def _post_failure(self, job, reason: str) -> dict:
         channel = self.bot.get_partial_messageable(int(job.reply_target.chat_id))
-        message = await channel.send(
+        post = channel.send(
             messages.discord_failed(mention(job), reason),
             reference=self._reference(job),
             nonce=clip_nonce(job.id),
             allowed_mentions=discord.AllowedMentions(users=[discord.Object(int(job.requester.user_id))]),
         )
+        message = await asyncio.wait_for(post, self.post_timeout_s)
         return {
             "channel_id": str(message.channel.id),
             "message_id": str(message.id),

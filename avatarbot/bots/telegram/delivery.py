@@ -24,6 +24,12 @@ from .status import StatusBoard
 
 log = logging.getLogger(__name__)
 
+# The Bot API has no idempotency key: an upload it stored but answered after our read timeout
+# is posted again by the retry. PTB's defaults (5 s read, 20 s media write) are shorter than the
+# Bot API can take to process a large video, so uploads wait much longer for their answer; only
+# an answer lost outright (or later than this) can still duplicate a clip.
+UPLOAD_TIMEOUTS = {"read_timeout": 120.0, "write_timeout": 120.0}
+
 PLATFORM = "telegram"
 # The update watcher restarts after an error, waiting this long first.
 WATCH_RESTART_S = 2.0
@@ -136,7 +142,7 @@ class Delivery:
                     self.bot.send_video, video=InputFile(handle, filename="clip.mp4", read_file_handle=False),
                     width=clip.width, height=clip.height, duration=max(1, round(clip.duration)),
                     thumbnail=InputFile(clip.thumbnail, filename="thumbnail.jpg") if clip.thumbnail else None,
-                    supports_streaming=True, **common)
+                    supports_streaming=True, **UPLOAD_TIMEOUTS, **common)
                 kind = "video"
             except BadRequest as error:
                 # Telegram refused it as a video (e.g. an odd encoding): a plain file still works.
@@ -144,7 +150,7 @@ class Delivery:
                 handle.seek(0)
                 sent = await call_with_retries(
                     self.bot.send_document, document=InputFile(handle, filename="clip.mp4", read_file_handle=False),
-                    **common)
+                    **UPLOAD_TIMEOUTS, **common)
                 kind = "document"
         await self._remove_status(job)
         return {"chat_id": target.chat_id, "message_id": str(sent.message_id), "as": kind}
