@@ -168,6 +168,7 @@ class RequestFlow:
         quality = request.quality or self.settings.render.quality
         if quality not in QUALITY_SHORT_SIDE:
             raise ValueError(f"unknown quality {quality!r}; choose one of {', '.join(QUALITY_SHORT_SIDE)}")
+        await self.check_quota(requester)
         inputs = await self._normalise(request)
         options = JobOptions(
             engine="",  # the rendering worker's render.engine: the GPU machines decide
@@ -181,6 +182,22 @@ class RequestFlow:
             self._queue_unavailable_on_redis_error, self._create_and_enqueue, requester, reply_to, inputs, options,
             request.seed,
         )  # fmt: skip
+
+    async def check_quota(self, requester: Requester) -> None:
+        """Raise `QuotaError` now if this requester's next job would be refused, reserving nothing.
+
+        `submit` calls it before decoding anything; an adapter may call it before downloading.
+        Under load most requests are refused: without this each would first cost a download, a
+        decode, face detection and TTS (measured in bench/load.py: the bot fell ~40 s behind)."""
+        await asyncio.to_thread(self._queue_unavailable_on_redis_error, self._check_quota, requester)
+
+    def _check_quota(self, requester: Requester) -> None:
+        self.quotas.check(requester.platform, requester.user_id, requester.server_id, self._limits_for(requester),
+                          time.time())  # fmt: skip
+
+    def _limits_for(self, requester: Requester) -> QuotaLimits:
+        overrides = self.chat_settings.get_sync(requester.platform, requester.server_id) if requester.server_id else {}
+        return QuotaLimits.from_settings(self.settings, overrides)
 
     @staticmethod
     def _queue_unavailable_on_redis_error(function, *args):
@@ -225,8 +242,7 @@ class RequestFlow:
                 return existing
             self.dedup.replace(fingerprint, job_id)
 
-        overrides = self.chat_settings.get_sync(requester.platform, requester.server_id) if requester.server_id else {}
-        limits = QuotaLimits.from_settings(self.settings, overrides)
+        limits = self._limits_for(requester)
         try:
             self.quotas.reserve(job_id, requester.platform, requester.user_id, requester.server_id, limits, time.time())
         except Exception:

@@ -16,6 +16,9 @@ from avatarbot.errors import QuotaError
 
 WINDOW_S = 3600  # "per hour" is a rolling hour
 CONCURRENT_RETRY_HINT_S = 60.0  # a concurrent-limit refusal can't know when a job ends; a guess
+# A reservation whose job record doesn't exist yet still counts as in progress for this long (the
+# record is written right after the reservation; only a bot dying in between leaves none).
+UNRECORDED_GRACE_S = 300
 
 _CHECK_AND_RESERVE = """
 local prefix, platform, user, server, id = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -23,9 +26,17 @@ local now, window = tonumber(ARGV[6]), tonumber(ARGV[10])
 local max_concurrent, max_user, max_server = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 
 local active = prefix .. ':active:' .. platform .. ':' .. user
+local user_key = prefix .. ':rate:user:' .. platform .. ':' .. user
 for _, other in ipairs(redis.call('SMEMBERS', active)) do
   local state = redis.call('HGET', prefix .. ':job:' .. other, 'state')
-  if state ~= 'queued' and state ~= 'running' and state ~= 'encoding' then redis.call('SREM', active, other) end
+  local gone = state and state ~= 'queued' and state ~= 'running' and state ~= 'encoding'
+  if not state then
+    -- No record yet: reserved a moment ago and being created (it still counts), or its bot
+    -- died between the two (it stops counting after the grace period).
+    local reserved_at = redis.call('ZSCORE', user_key, other)
+    gone = not reserved_at or now - tonumber(reserved_at) > tonumber(ARGV[12])
+  end
+  if gone then redis.call('SREM', active, other) end
 end
 if max_concurrent > 0 and redis.call('SCARD', active) >= max_concurrent then return {'concurrent', '0'} end
 
@@ -37,7 +48,6 @@ local function wait_for(key, limit)
   end
   return nil
 end
-local user_key = prefix .. ':rate:user:' .. platform .. ':' .. user
 local server_key = prefix .. ':rate:server:' .. platform .. ':' .. server
 local wait = wait_for(user_key, max_user)
 if wait then return {'user_hourly', wait} end
@@ -45,6 +55,8 @@ if server ~= '' then
   wait = wait_for(server_key, max_server)
   if wait then return {'server_hourly', wait} end
 end
+
+if ARGV[11] == 'check' then return {'ok', '0'} end
 
 redis.call('ZADD', user_key, now, id)
 redis.call('EXPIRE', user_key, window)
@@ -89,11 +101,21 @@ class Quotas:
     def reserve(self, job_id: str, platform: str, user_id: str, server_id: str | None, limits: QuotaLimits,
                 now: float) -> None:  # fmt: skip
         """Count `job_id` against the requester's limits, or raise QuotaError saying when to retry."""
+        self._run(job_id, platform, user_id, server_id, limits, now, "reserve")
+
+    def check(self, platform: str, user_id: str, server_id: str | None, limits: QuotaLimits, now: float) -> None:
+        """The same verdict as `reserve`, reserving nothing: refuse a request that can't be
+        accepted before spending CPU on its inputs (under load most requests are refused).
+        `reserve` still decides, atomically, when the job is created."""
+        self._run("", platform, user_id, server_id, limits, now, "check")
+
+    def _run(self, job_id: str, platform: str, user_id: str, server_id: str | None, limits: QuotaLimits,
+             now: float, mode: str) -> None:  # fmt: skip
         verdict, wait = self._check(
             args=[
                 self.prefix, platform, user_id, server_id or "", job_id, now,
                 limits.max_concurrent_per_user, limits.max_per_user_per_hour, limits.max_per_server_per_hour,
-                WINDOW_S,
+                WINDOW_S, mode, UNRECORDED_GRACE_S,
             ]
         )
         if verdict == "ok":

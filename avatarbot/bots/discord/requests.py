@@ -217,6 +217,8 @@ class Requests:
 
         server = await ServerSettings.load(self.bot.flow.chat_settings, guild_id)
         server.check_channel(channel)
+        requester = self.bot.requester_for(user, guild_id)
+        await self.bot.flow.check_quota(requester)  # a refusal costs no download
         photo = await attachments.download(inputs.photo, self.settings, self.bot.http_session)
         audio = None
         if inputs.sound is not None:
@@ -240,4 +242,4 @@ class Requests:
         )
         # Per-user limits set with /avatar-settings live in the same chat settings; the flow reads
         # them by server id when it reserves the quota.
-        return await self.bot.flow.submit(self.bot.requester_for(user, guild_id), target, request)
+        return await self.bot.flow.submit(requester, target, request)

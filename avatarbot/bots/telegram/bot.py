@@ -314,6 +314,8 @@ class TelegramBot:
             # Telegram tells us the length: no need to download a recording we would refuse.
             raise AudioTooLongError(messages.audio_too_long(sound.duration, limits.max_audio_seconds),
                                     detail=f"{sound.kind} of {sound.duration}s")
+        requester = self._requester(message)
+        await self.flow.check_quota(requester)  # a refusal costs no download
         bot = message.get_bot()
         photo = await call_with_retries(files.fetch, bot=bot, attachment=parsed.photo, settings=self.settings)
         audio = None
@@ -325,7 +327,7 @@ class TelegramBot:
         )
         request = RenderRequest(photo=photo, audio=audio, text=parsed.text,
                                 voice_name=chat_config.get("default_voice"), quality=chat_config.get("quality"))
-        job = await self.flow.submit(self._requester(message), reply_to, request)
+        job = await self.flow.submit(requester, reply_to, request)
         if job.duplicate:  # the same request again: its status message is already there
             log.info("job %s: duplicate request, no second status message", job.id)
             return
