@@ -18,8 +18,9 @@ after a few seconds).
 
 Windows these drills do not close, on purpose and visibly:
 - Telegram has no idempotency key. A post the Bot API stored but whose answer never reached
-  the bot (bot killed, or the answer later than the client's read timeout) is posted again.
-  Both cases are strict xfails below: they document the window and flag it if it ever closes.
+  the bot (bot killed, or the answer later than the upload's 120 s read timeout) is posted
+  again. The killed bot is a strict xfail below: it documents the window and flags it if it
+  ever closes. An answer that is merely slow (past PTB's default 5 s) now posts once.
 - The Redis drill runs with `appendfsync always`. With production's `everysec`, a SIGKILLed
   (or power-cut) Redis may lose up to a second of writes: a job accepted in that second can
   vanish, or a delivery recorded in it can be repeated (deduplicated on Discord by the nonce,
