@@ -152,6 +152,8 @@ TELEGRAM_ANIMATE_HELP = (
     "Send a photo with the caption /animate and what it should say, or reply to a photo with "
     "/animate and your text, e.g. /animate Hello there!"
 )
+TELEGRAM_CHECKING = "Got it! Checking your photo and sound…"
+TELEGRAM_ALREADY_ASKED = "You asked for this exact clip a moment ago: it's already on its way (see above)."
 TELEGRAM_REPLY_TO_A_PHOTO = "Reply to a photo with your recording, and I'll make that face talk."
 TELEGRAM_PHOTO_HINT = "Nice photo! Now reply to it with a voice message, or with /animate and a line of text."
 TELEGRAM_NOTHING_TO_CANCEL = "You have no clip in the works here."

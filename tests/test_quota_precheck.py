@@ -8,6 +8,7 @@ before touching the inputs, and the Discord adapter asks it before downloading t
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -93,3 +94,42 @@ async def test_discord_refuses_over_quota_without_downloading(settings, restore_
             second = await animate()
             assert second.followups[0]["content"].startswith("You've made 1 clips in the last hour")
             assert len(fake.cdn_downloads) == downloads  # nothing fetched for a refused request
+
+
+async def test_requests_still_being_fetched_count_against_the_concurrent_limit(settings, requester):
+    """Found by bench/load.py (Telegram): ten quick requests from one person all passed the
+    pre-check while none was a job yet, and each cost a download and a decode before `submit`
+    refused most of them."""
+    flow = RequestFlow.from_settings(with_overrides(settings, jobs={"max_concurrent_per_user": 2}))
+    release = asyncio.Event()
+    inside = []
+
+    async def request(number):
+        async with flow.intake(requester):
+            inside.append(number)
+            await release.wait()
+
+    try:
+        first, second = asyncio.create_task(request(1)), asyncio.create_task(request(2))
+        while len(inside) < 2:
+            await asyncio.sleep(0.01)
+        with pytest.raises(QuotaError) as refused:
+            async with flow.intake(requester):
+                pytest.fail("a third request got in while two were being fetched")
+        assert "2" in refused.value.user_message
+        release.set()
+        await asyncio.gather(first, second)
+        async with flow.intake(requester):  # both done, neither became a job: room again
+            pass
+        assert not flow._in_intake
+    finally:
+        await flow.close()
+
+
+async def test_a_request_being_fetched_counts_against_the_hourly_limit(flow, requester):
+    limits = QuotaLimits(max_concurrent_per_user=0, max_per_user_per_hour=1, max_per_server_per_hour=0)
+    user = (requester.platform, requester.user_id, requester.server_id)
+    flow.quotas.check(*user, limits, time.time(), pending_user=0)
+    with pytest.raises(QuotaError) as refused:  # nothing reserved yet: only the pending one counts
+        flow.quotas.check(*user, limits, time.time(), pending_user=1)
+    assert refused.value.retry_after_s > 0

@@ -520,7 +520,7 @@ async def test_the_telegram_token_stays_out_of_logs_messages_errors_and_redis(
         await tg.wait_for("sendVideo", timeout=CLIP_WAIT_S)
         # Errors: an unreadable voice note, a failing getFile, a Bot API error on the reply.
         tg.send(chat, alice, voice=b"OggS" + bytes(500), voice_duration=2, reply_to=photo)
-        await tg.wait_for("sendMessage", lambda c: c.params.get("text") == messages.CORRUPT_AUDIO, timeout=30)
+        await tg.wait_for("editMessageText", lambda c: c.params.get("text") == messages.CORRUPT_AUDIO, timeout=30)
         tg.fail("getFile", 500)
         tg.send(chat, alice, voice=voice_bytes, voice_duration=2, reply_to=photo)
         tg.fail("sendMessage", 400)

@@ -96,6 +96,10 @@ def _replies_to(message: dict):
     return lambda call: (call.params.get("reply_parameters") or {}).get("message_id") == message["message_id"]
 
 
+def _edits(sent):
+    return lambda call: call.params.get("message_id") == sent.result["message_id"]
+
+
 async def _wait_clip(tg: FakeTelegram, request: dict, count: int = 1):
     return await tg.wait_for("sendVideo", _replies_to(request), timeout=CLIP_WAIT_S, count=count)
 
@@ -110,8 +114,11 @@ async def test_voice_note_reply_in_a_forum_topic_gets_a_clip_in_that_topic(tg, t
         voice = tg.send(chat, alice, voice=samples["voice"], voice_duration=round(samples["voice_seconds"]),
                         reply_to=photo, topic=topic)
         status = await tg.wait_for("sendMessage", _replies_to(voice))
-        assert status.params["text"].startswith("Queued")
+        assert status.params["text"] == messages.TELEGRAM_CHECKING  # at once, before the files are fetched
         assert status.params["message_thread_id"] == topic["message_id"]
+        shown = await tg.wait_for("editMessageText", _edits(status))
+        assert shown.params["text"].split()[0] in {"Queued", "Preparing", "Rendering", "Encoding"}
+        assert shown.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"].startswith("c:")
         clip_call = await _wait_clip(tg, voice)
         await tg.wait_for("deleteMessage")
 
@@ -234,7 +241,9 @@ async def test_bad_voice_notes_get_a_clear_reply_and_no_job(tg, tg_settings, sam
 
         corrupt = tg.send(chat, alice, voice=samples["corrupt_voice"], reply_to=photo)
         reply = await tg.wait_for("sendMessage", _replies_to(corrupt))
-        assert reply.params["text"] == messages.CORRUPT_AUDIO
+        assert reply.params["text"] == messages.TELEGRAM_CHECKING
+        refusal = await tg.wait_for("editMessageText", _edits(reply))  # the answer turns into the refusal
+        assert refusal.params["text"] == messages.CORRUPT_AUDIO
     assert _jobs(tg_settings, tg) == []
     # The too-long note was refused from its declared duration, before any download.
     voice_paths = [p for p in tg.download_requests if p.startswith("voice/")]
@@ -314,7 +323,8 @@ async def test_help_start_voices_and_settings(tg, tg_settings, samples, engine_s
 
         # Plain captions now count, spoken with the chat's voice and quality.
         captioned = tg.send(chat, bob, photo=samples["photo"], caption="Guten Tag")
-        await tg.wait_for("sendMessage", _replies_to(captioned))
+        answer = await tg.wait_for("sendMessage", _replies_to(captioned))
+        await tg.wait_for("editMessageText", _edits(answer))  # it became the job's status message
         [job] = _jobs(tg_settings, tg)
         assert (job.options.text, job.options.voice_name, job.options.quality) == ("Guten Tag", "de-male", "fast")
 
@@ -359,7 +369,8 @@ async def test_a_bad_update_does_not_stop_the_bot(tg, tg_settings):
                               "caption": "/animate hi", "caption_entities": [{"type": "bot_command", "offset": 0, "length": 8}]}})
         tg._push({"callback_query": {"id": "q1", "from": alice, "chat_instance": "x", "data": "a:nope"}})
         bad_photo = {"message_id": 5}
-        apology = await tg.wait_for("sendMessage", _replies_to(bad_photo))
+        answer = await tg.wait_for("sendMessage", _replies_to(bad_photo))
+        apology = await tg.wait_for("editMessageText", _edits(answer))
         assert apology.params["text"] == messages.TELEGRAM_UNEXPECTED
         await tg.wait_for("answerCallbackQuery", lambda c: c.params["callback_query_id"] == "q1")
         after = tg.send(chat, alice, text="/start")
@@ -446,7 +457,8 @@ async def test_a_chat_that_refuses_the_post_is_not_retried_forever(tg, tg_settin
     tg.fail("sendVideo", 403, description="Forbidden: bot was blocked by the user")
     async with running_bot(tg_settings):
         photo = tg.send(chat, alice, photo=samples["photo"], caption="/animate Bye")
-        await tg.wait_for("sendMessage", _replies_to(photo))
+        answer = await tg.wait_for("sendMessage", _replies_to(photo))
+        await tg.wait_for("editMessageText", _edits(answer))  # the job exists
         for _ in range(CLIP_WAIT_S * 4):
             [job] = _jobs(tg_settings, tg)
             if job.delivered:
@@ -526,7 +538,8 @@ async def test_cancel_button_under_the_status_message(tg, tg_settings, samples, 
         photo = tg.send(chat, alice, photo=samples["photo"])
         voice = tg.send(chat, alice, voice=samples["voice"], reply_to=photo)
         status = await tg.wait_for("sendMessage", _replies_to(voice))
-        cancel_data = status.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        shown = await tg.wait_for("editMessageText", _edits(status))  # "Queued": now with a Cancel button
+        cancel_data = shown.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
         query = tg.press(status.result, bob, cancel_data)
         answer = await tg.wait_for("answerCallbackQuery", lambda c: c.params["callback_query_id"] == query)
         assert answer.params["text"] == messages.TELEGRAM_NOT_YOURS

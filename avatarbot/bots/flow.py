@@ -40,12 +40,17 @@ loop never waits on it. If Redis is unreachable, `submit` / `again` raise
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
 import secrets
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,6 +143,13 @@ class _Inputs:
         }
 
 
+# Decoding, checking and re-encoding media get their own threads. asyncio's default pool also runs
+# every Redis call (quota checks, job records): sharing it, quick calls waited behind seconds of
+# ffmpeg work under load (bench/load.py: acknowledgement p99 2.6 s). More media threads than
+# cores would only slow each one down.
+MEDIA_THREADS = max(2, os.cpu_count() or 2)
+
+
 class RequestFlow:
     def __init__(self, settings, store: JobStore, blobs, quotas: Quotas, dedup: Deduplicator, chat_settings):
         self.settings = settings
@@ -148,6 +160,8 @@ class RequestFlow:
         self.chat_settings = chat_settings
         self._celery = None
         self._delivery_token = secrets.token_hex(8)
+        self._media_pool = ThreadPoolExecutor(MEDIA_THREADS, thread_name_prefix="avatarbot-media")
+        self._in_intake: Counter = Counter()  # (platform, "user"|"server", id) -> requests being fetched/decoded
 
     @classmethod
     def from_settings(cls, settings) -> RequestFlow:
@@ -183,17 +197,40 @@ class RequestFlow:
             request.seed,
         )  # fmt: skip
 
-    async def check_quota(self, requester: Requester) -> None:
+    async def check_quota(self, requester: Requester, pending_user: int = 0, pending_server: int = 0) -> None:
         """Raise `QuotaError` now if this requester's next job would be refused, reserving nothing.
 
-        `submit` calls it before decoding anything; an adapter may call it before downloading.
-        Under load most requests are refused: without this each would first cost a download, a
-        decode, face detection and TTS (measured in bench/load.py: the bot fell ~40 s behind)."""
-        await asyncio.to_thread(self._queue_unavailable_on_redis_error, self._check_quota, requester)
+        `submit` calls it before decoding anything; adapters call it (through `intake`) before
+        downloading. Under load most requests are refused: without this each would first cost a
+        download, a decode, face detection and TTS (bench/load.py: the bot fell ~40 s behind)."""
+        await asyncio.to_thread(self._queue_unavailable_on_redis_error, self._check_quota, requester,
+                                pending_user, pending_server)  # fmt: skip
 
-    def _check_quota(self, requester: Requester) -> None:
+    def _check_quota(self, requester: Requester, pending_user: int, pending_server: int) -> None:
         self.quotas.check(requester.platform, requester.user_id, requester.server_id, self._limits_for(requester),
-                          time.time())  # fmt: skip
+                          time.time(), pending_user, pending_server)  # fmt: skip
+
+    @asynccontextmanager
+    async def intake(self, requester: Requester):
+        """Around an adapter's download and `submit`: refuses at once (QuotaError) a request its
+        requester's quota can't take, counting their other requests this process is still
+        fetching and decoding as if they were jobs already. Without that, ten quick requests
+        from one person would all pass the check and each cost a download and a decode before
+        `submit` refused eight of them (bench/load.py, Telegram)."""
+        keys = [(requester.platform, "user", requester.user_id)]
+        if requester.server_id:
+            keys.append((requester.platform, "server", requester.server_id))
+        pending = [self._in_intake[key] for key in keys]
+        for key in keys:  # counted before the check awaits: requests arriving meanwhile see this one
+            self._in_intake[key] += 1
+        try:
+            await self.check_quota(requester, pending[0], pending[1] if len(pending) > 1 else 0)
+            yield
+        finally:
+            for key in keys:
+                self._in_intake[key] -= 1
+                if not self._in_intake[key]:
+                    del self._in_intake[key]
 
     def _limits_for(self, requester: Requester) -> QuotaLimits:
         overrides = self.chat_settings.get_sync(requester.platform, requester.server_id) if requester.server_id else {}
@@ -213,7 +250,7 @@ class RequestFlow:
         from avatarbot.media.audio import load_audio
 
         limits = self.settings.limits
-        photo = await asyncio.to_thread(load_photo, request.photo, limits)
+        photo = await self._media(load_photo, request.photo, limits)
         audio_bytes = request.audio
         if audio_bytes is None:
             if not (request.text or "").strip():
@@ -221,10 +258,14 @@ class RequestFlow:
             from avatarbot.tts import speak_async
 
             audio_bytes = await speak_async(request.text, request.voice_name, self.settings)
-        audio = await asyncio.to_thread(load_audio, audio_bytes, limits, sample_rate=SAMPLE_RATE)
-        png, wav = await asyncio.to_thread(lambda: (photo_png(photo.rgb), audio_wav(audio.samples, audio.sample_rate)))
+        audio = await self._media(load_audio, audio_bytes, limits, sample_rate=SAMPLE_RATE)
+        png, wav = await self._media(lambda: (photo_png(photo.rgb), audio_wav(audio.samples, audio.sample_rate)))
         notes = [] if photo.main_face is not None else [messages.NO_FACE_NOTE]
         return _Inputs(png, wav, faces_json(photo), notes)
+
+    async def _media(self, function, *args, **kwargs):
+        return await asyncio.get_running_loop().run_in_executor(
+            self._media_pool, functools.partial(function, *args, **kwargs))
 
     def _create_and_enqueue(
         self, requester: Requester, reply_to: ReplyTarget, inputs: _Inputs, options: JobOptions, asked_seed: int | None
@@ -393,7 +434,7 @@ class RequestFlow:
         )
 
     async def clip_for_upload(self, job_id: str, max_bytes: int) -> ClipFile:
-        return await asyncio.to_thread(self._clip_for_upload, job_id, max_bytes)
+        return await self._media(self._clip_for_upload, job_id, max_bytes)
 
     def _clip_for_upload(self, job_id: str, max_bytes: int) -> ClipFile:
         from avatarbot.media.video import fit_to_size, make_thumbnail, probe
@@ -432,6 +473,7 @@ class RequestFlow:
         await asyncio.to_thread(self._close)
 
     def _close(self) -> None:
+        self._media_pool.shutdown(wait=True, cancel_futures=True)
         self.store.redis.close()
         blob_redis = getattr(self.blobs, "redis", None)
         if blob_redis is not None:

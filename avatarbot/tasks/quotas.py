@@ -16,6 +16,7 @@ from avatarbot.errors import QuotaError
 
 WINDOW_S = 3600  # "per hour" is a rolling hour
 CONCURRENT_RETRY_HINT_S = 60.0  # a concurrent-limit refusal can't know when a job ends; a guess
+PENDING_RETRY_HINT_S = 60.0  # refused only for requests still being checked: they end soon, a guess
 # A reservation whose job record doesn't exist yet still counts as in progress for this long (the
 # record is written right after the reservation; only a bot dying in between leaves none).
 UNRECORDED_GRACE_S = 300
@@ -38,21 +39,24 @@ for _, other in ipairs(redis.call('SMEMBERS', active)) do
   end
   if gone then redis.call('SREM', active, other) end
 end
-if max_concurrent > 0 and redis.call('SCARD', active) >= max_concurrent then return {'concurrent', '0'} end
+-- check only: requests this bot is still fetching and decoding count as if reserved already
+local user_pending, server_pending = tonumber(ARGV[13]), tonumber(ARGV[14])
+if max_concurrent > 0 and redis.call('SCARD', active) + user_pending >= max_concurrent then return {'concurrent', '0'} end
 
-local function wait_for(key, limit)
+local function wait_for(key, limit, pending)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  if limit > 0 and redis.call('ZCARD', key) >= limit then
+  if limit > 0 and redis.call('ZCARD', key) + pending >= limit then
     local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    if oldest[2] == nil then return tostring(ARGV[15]) end  -- only pending ones: they'll be decided soon
     return tostring(tonumber(oldest[2]) + window - now)
   end
   return nil
 end
 local server_key = prefix .. ':rate:server:' .. platform .. ':' .. server
-local wait = wait_for(user_key, max_user)
+local wait = wait_for(user_key, max_user, user_pending)
 if wait then return {'user_hourly', wait} end
 if server ~= '' then
-  wait = wait_for(server_key, max_server)
+  wait = wait_for(server_key, max_server, server_pending)
   if wait then return {'server_hourly', wait} end
 end
 
@@ -103,19 +107,22 @@ class Quotas:
         """Count `job_id` against the requester's limits, or raise QuotaError saying when to retry."""
         self._run(job_id, platform, user_id, server_id, limits, now, "reserve")
 
-    def check(self, platform: str, user_id: str, server_id: str | None, limits: QuotaLimits, now: float) -> None:
+    def check(self, platform: str, user_id: str, server_id: str | None, limits: QuotaLimits, now: float,
+              pending_user: int = 0, pending_server: int = 0) -> None:  # fmt: skip
         """The same verdict as `reserve`, reserving nothing: refuse a request that can't be
         accepted before spending CPU on its inputs (under load most requests are refused).
-        `reserve` still decides, atomically, when the job is created."""
-        self._run("", platform, user_id, server_id, limits, now, "check")
+        `pending_*`: the caller's other requests from this user / server not reserved yet (still
+        being fetched and decoded), counted as if they were. `reserve` still decides, atomically,
+        when the job is created."""
+        self._run("", platform, user_id, server_id, limits, now, "check", pending_user, pending_server)
 
     def _run(self, job_id: str, platform: str, user_id: str, server_id: str | None, limits: QuotaLimits,
-             now: float, mode: str) -> None:  # fmt: skip
+             now: float, mode: str, pending_user: int = 0, pending_server: int = 0) -> None:  # fmt: skip
         verdict, wait = self._check(
             args=[
                 self.prefix, platform, user_id, server_id or "", job_id, now,
                 limits.max_concurrent_per_user, limits.max_per_user_per_hour, limits.max_per_server_per_hour,
-                WINDOW_S, mode, UNRECORDED_GRACE_S,
+                WINDOW_S, mode, UNRECORDED_GRACE_S, pending_user, pending_server, PENDING_RETRY_HINT_S,
             ]
         )
         if verdict == "ok":

@@ -218,28 +218,28 @@ class Requests:
         server = await ServerSettings.load(self.bot.flow.chat_settings, guild_id)
         server.check_channel(channel)
         requester = self.bot.requester_for(user, guild_id)
-        await self.bot.flow.check_quota(requester)  # a refusal costs no download
-        photo = await attachments.download(inputs.photo, self.settings, self.bot.http_session)
-        audio = None
-        if inputs.sound is not None:
-            audio = await attachments.download(inputs.sound, self.settings, self.bot.http_session)
-        request = RenderRequest(
-            photo=photo,
-            audio=audio,
-            text=inputs.text if audio is None else None,
-            voice_name=inputs.voice_name or server.voice,
-            quality=inputs.quality or server.quality,
-            motion=inputs.motion,
-        )
-        extra = {
-            "guild_id": str(guild_id) if guild_id else None,
-            "upload_limit": upload_limit,
-        }
-        target = ReplyTarget(
-            chat_id=str(channel_id),
-            message_id=str(reply_to.id) if reply_to is not None else None,
-            extra={key: value for key, value in extra.items() if value is not None},
-        )
-        # Per-user limits set with /avatar-settings live in the same chat settings; the flow reads
-        # them by server id when it reserves the quota.
-        return await self.bot.flow.submit(requester, target, request)
+        async with self.bot.flow.intake(requester):  # a refusal costs no download
+            photo = await attachments.download(inputs.photo, self.settings, self.bot.http_session)
+            audio = None
+            if inputs.sound is not None:
+                audio = await attachments.download(inputs.sound, self.settings, self.bot.http_session)
+            request = RenderRequest(
+                photo=photo,
+                audio=audio,
+                text=inputs.text if audio is None else None,
+                voice_name=inputs.voice_name or server.voice,
+                quality=inputs.quality or server.quality,
+                motion=inputs.motion,
+            )
+            extra = {
+                "guild_id": str(guild_id) if guild_id else None,
+                "upload_limit": upload_limit,
+            }
+            target = ReplyTarget(
+                chat_id=str(channel_id),
+                message_id=str(reply_to.id) if reply_to is not None else None,
+                extra={key: value for key, value in extra.items() if value is not None},
+            )
+            # Per-user limits set with /avatar-settings live in the same chat settings; the flow
+            # reads them by server id when it reserves the quota.
+            return await self.bot.flow.submit(requester, target, request)

@@ -16,7 +16,6 @@ from telegram import BotCommand, CallbackQuery, Message, ReplyParameters, Update
 from telegram.constants import ChatMemberStatus, ChatType, MessageLimit
 from telegram.error import BadRequest, NetworkError, TelegramError
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationHandlerStop,
     CallbackQueryHandler,
@@ -33,17 +32,21 @@ from avatarbot.errors import AudioTooLongError, AvatarbotError, UnknownVoiceErro
 from avatarbot.settings import Settings
 from avatarbot.tasks.jobs import ACTIVE_STATES
 
-from . import buttons, files, redact, retries
+from . import buttons, files, ratelimit, redact, retries
 from .delivery import PLATFORM, Delivery, int_or_none, status_text
 from .requests import Parsed, parse
 from .retries import call_with_retries
 
 log = logging.getLogger(__name__)
 
-# 429s are waited out and retried by AIORateLimiter up to this many times.
+# 429s are waited out and retried by the rate limiter up to this many times.
 RATE_LIMIT_RETRIES = 3
 # Starting while the Bot API is unreachable: retry getMe, pausing at most this long.
 STARTUP_BACKOFF_MAX_S = 60.0
+# Updates handled at once. A request holds its slot while its files are fetched and decoded
+# (seconds under load); PTB's default of 256 made quick answers wait for a slot behind them.
+# The intake quota check bounds how many of those can be in progress per person.
+MAX_CONCURRENT_UPDATES = 2048
 # Long-poll timeout for getUpdates.
 POLL_TIMEOUT = timedelta(seconds=10)
 QUALITIES = ("fast", "standard", "high")
@@ -77,8 +80,8 @@ class TelegramBot:
             .base_url(tg.base_url)
             .base_file_url(tg.base_file_url)
             .local_mode(tg.local_mode)
-            .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
-            .concurrent_updates(True)
+            .rate_limiter(ratelimit.PriorityRateLimiter(max_retries=RATE_LIMIT_RETRIES))
+            .concurrent_updates(MAX_CONCURRENT_UPDATES)
             .build()
         )
         application.add_handler(TypeHandler(Update, self._gate), group=-1)
@@ -315,34 +318,75 @@ class TelegramBot:
             raise AudioTooLongError(messages.audio_too_long(sound.duration, limits.max_audio_seconds),
                                     detail=f"{sound.kind} of {sound.duration}s")
         requester = self._requester(message)
-        await self.flow.check_quota(requester)  # a refusal costs no download
+        async with self.flow.intake(requester):  # a refusal costs no download
+            await self._acknowledge_and_create(message, parsed, chat_config, requester)
+
+    async def _acknowledge_and_create(self, message: Message, parsed: Parsed, chat_config: dict,
+                                      requester: Requester) -> None:  # fmt: skip
+        # Answer at once: fetching and checking the files takes seconds when many people ask,
+        # and Telegram shows the sender nothing meanwhile. This one message then becomes the
+        # job's status message, or says why the request was refused.
+        answer = await self._reply(message, messages.TELEGRAM_CHECKING)
+        if answer is None:  # couldn't say anything just now: refusals go as replies, as before
+            job = await self._create_job(message, parsed, chat_config, requester)
+            if not job.duplicate:
+                await self._post_status(job)
+            return
+        try:
+            job = await self._create_job(message, parsed, chat_config, requester)
+        except AvatarbotError as error:
+            log.info("request %s/%s refused: %s (%s)", message.chat_id, message.message_id, error.detail, error.code)
+            await self._edit_answer(answer, error.user_message)
+            return
+        except Exception:
+            log.exception("request %s/%s failed", message.chat_id, message.message_id)
+            await self._edit_answer(answer, messages.TELEGRAM_UNEXPECTED)
+            return
+        if job.duplicate:  # the same request again: its status message is already there
+            log.info("job %s: duplicate request, no second status message", job.id)
+            await self._edit_answer(answer, messages.TELEGRAM_ALREADY_ASKED)
+            return
+        await self._post_status(job, answer)
+
+    async def _create_job(self, message: Message, parsed: Parsed, chat_config: dict, requester: Requester):
         bot = message.get_bot()
         photo = await call_with_retries(files.fetch, bot=bot, attachment=parsed.photo, settings=self.settings)
         audio = None
-        if sound is not None:
-            audio = await call_with_retries(files.fetch, bot=bot, attachment=sound, settings=self.settings)
+        if parsed.sound is not None:
+            audio = await call_with_retries(files.fetch, bot=bot, attachment=parsed.sound, settings=self.settings)
         reply_to = ReplyTarget(
             chat_id=str(message.chat_id), message_id=str(message.message_id),
             thread_id=str(message.message_thread_id) if message.is_topic_message else None,
         )
         request = RenderRequest(photo=photo, audio=audio, text=parsed.text,
                                 voice_name=chat_config.get("default_voice"), quality=chat_config.get("quality"))
-        job = await self.flow.submit(requester, reply_to, request)
-        if job.duplicate:  # the same request again: its status message is already there
-            log.info("job %s: duplicate request, no second status message", job.id)
-            return
-        await self._post_status(job)
+        return await self.flow.submit(requester, reply_to, request)
 
-    async def _post_status(self, job) -> None:
-        """The one status message for a job, replying to the request."""
+    async def _edit_answer(self, answer: Message, text: str) -> None:
+        try:
+            await call_with_retries(answer.get_bot().edit_message_text, chat_id=answer.chat_id,
+                                    message_id=answer.message_id, text=text[: MessageLimit.MAX_TEXT_LENGTH],
+                                    rate_limit_args=ratelimit.ANSWER)  # the request's outcome, not progress
+        except TelegramError as error:
+            log.warning("could not edit the answer in chat %s: %s", answer.chat_id, error)
+
+    async def _post_status(self, job, answer: Message | None = None) -> None:
+        """The one status message for a job: `answer` (the request's first reply) becomes it,
+        else a new message replying to the request."""
         target = job.reply_target
         text = messages.queued(job.queue_position or await self.flow.queue_position(job.id))
+        keyboard = buttons.status_keyboard(job.id)
+        if answer is not None:
+            # Through the status board: it spaces edits in a chat by Telegram's flood limits.
+            self.delivery.status.show(answer.chat_id, job.id, answer.message_id, text, keyboard)
+            await self.flow.set_status_message(job.id, str(answer.message_id))
+            return
         try:
             status = await call_with_retries(
                 self.application.bot.send_message, chat_id=int(target.chat_id), text=text,
                 message_thread_id=int_or_none(target.thread_id),
                 reply_parameters=ReplyParameters(int(target.message_id), allow_sending_without_reply=True),
-                reply_markup=buttons.status_keyboard(job.id))
+                reply_markup=keyboard)
         except TelegramError as error:
             log.warning("status message for job %s failed: %s", job.id, error)
             return

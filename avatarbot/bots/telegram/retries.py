@@ -1,6 +1,6 @@
 """Bot API calls that survive a flaky network.
 
-429s are waited out by PTB's AIORateLimiter before we see them; what reaches us here is a
+429s are waited out by the rate limiter (ratelimit.py) before we see them; what reaches us here is a
 network error or a 5xx (PTB raises both as NetworkError), retried with doubling pauses, or a
 refusal (BadRequest, Forbidden), which no retry would change.
 """
@@ -20,7 +20,8 @@ ATTEMPTS = 4
 FIRST_PAUSE_S = 1.0
 
 
-def _seconds(value: float | timedelta) -> float:
+def seconds(value: float | timedelta) -> float:
+    """PTB gives durations (RetryAfter.retry_after) as an int or a timedelta, by setting."""
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
@@ -35,7 +36,7 @@ async def call_with_retries(call, **kwargs):
         except RetryAfter as error:  # the rate limiter's own retries ran out
             if attempt == ATTEMPTS:
                 raise
-            await asyncio.sleep(_seconds(error.retry_after))
+            await asyncio.sleep(seconds(error.retry_after))
         except NetworkError as error:
             if attempt == ATTEMPTS:
                 raise
