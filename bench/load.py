@@ -769,7 +769,7 @@ def report(result: RunResult, args) -> str:
     lines = [
         f"### {result.platform}: {len(result.sent)} requests, {args.users} users, {args.seconds:.0f} s{variant}",
         "",
-        f"Mix: " + ", ".join(f"{name} {weight:.0%}" for name, weight in result.mix)
+        "Mix: " + ", ".join(f"{name} {weight:.0%}" for name, weight in result.mix)
         + f"; sent in {result.load_seconds:.1f} s (Poisson arrivals, seed {args.seed}).",
         "",
         f"Acknowledgement = {ack_meaning}. First answer = the first words about the request: the "

@@ -7,9 +7,11 @@ decoder path runs on files shaped exactly like the ones users send.
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import struct
 import subprocess
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -172,3 +174,20 @@ def corrupt(valid: bytes, keep: int = 200, seed: int = 0) -> bytes:
     """The first `keep` bytes of a real file (its header), then noise."""
     noise = np.random.default_rng(seed).integers(0, 256, size=max(4096, len(valid) - keep), dtype=np.uint8)
     return valid[:keep] + noise.tobytes()
+
+
+def probe_mp4(data: bytes) -> dict:
+    """Streams ("audio:aac", "video:h264"), duration and container of a clip, read by ffprobe."""
+    with tempfile.NamedTemporaryFile(suffix=".mp4") as handle:
+        handle.write(data)
+        handle.flush()
+        out = subprocess.run(
+            ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", handle.name],
+            check=True, capture_output=True, timeout=30,
+        ).stdout  # fmt: skip
+    info = json.loads(out)
+    return {
+        "codecs": sorted(s["codec_type"] + ":" + s["codec_name"] for s in info["streams"]),
+        "duration": float(info["format"]["duration"]),
+        "format": info["format"]["format_name"],
+    }

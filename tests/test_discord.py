@@ -9,8 +9,6 @@ import asyncio
 import itertools
 import json
 import logging
-import subprocess
-import tempfile
 from contextlib import asynccontextmanager
 
 import discord
@@ -22,6 +20,7 @@ from avatarbot.bots.discord.bot import AvatarBot, configure_endpoints
 from avatarbot.bots.discord.limits import INTERACTION_ACK_S
 from avatarbot.tasks.jobs import JobStore
 from tests import media_samples
+from tests.media_samples import probe_mp4
 from tests.conftest import with_overrides
 from tests.fake_discord import (
     ADMINISTRATOR,
@@ -100,22 +99,6 @@ async def running_bot(settings, fake: FakeDiscord):
     finally:
         await bot.close()
         await asyncio.wait_for(runner, 30)
-
-
-def _probe(data: bytes) -> dict:
-    with tempfile.NamedTemporaryFile(suffix=".mp4") as handle:
-        handle.write(data)
-        handle.flush()
-        out = subprocess.run(
-            ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", handle.name],
-            check=True, capture_output=True, timeout=30,
-        ).stdout  # fmt: skip
-    info = json.loads(out)
-    return {
-        "codecs": sorted(s["codec_type"] + ":" + s["codec_name"] for s in info["streams"]),
-        "duration": float(info["format"]["duration"]),
-        "format": info["format"]["format_name"],
-    }
 
 
 def _custom_ids(message: dict) -> list[str]:
@@ -288,7 +271,7 @@ async def test_slash_animate_with_voice_posts_a_reply_clip(
             [post] = await _wait_clip(fake)
             clip_bytes = post.files[0][2]
             assert len(clip_bytes) <= fake.upload_limit
-            info = _probe(clip_bytes)
+            info = probe_mp4(clip_bytes)
             assert info["codecs"] == ["audio:aac", "video:h264"]
             assert "mp4" in info["format"]
             assert info["duration"] == pytest.approx(1.6, abs=0.3)
@@ -340,7 +323,7 @@ async def test_clip_is_reencoded_to_fit_the_servers_upload_limit(
             )
             [post] = await _wait_clip(fake)
             assert len(post.files[0][2]) <= limit
-            assert _probe(post.files[0][2])["codecs"] == ["audio:aac", "video:h264"]
+            assert probe_mp4(post.files[0][2])["codecs"] == ["audio:aac", "video:h264"]
             # Nothing was refused with 413 on the way.
             assert not [r for r in fake.requests if r.status == 413]
 

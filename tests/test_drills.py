@@ -31,12 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -59,6 +57,7 @@ from tests.fake_discord import _error as discord_error
 from tests.fake_telegram import TOKEN as TELEGRAM_TOKEN
 from tests.fake_telegram import Call as TelegramCall
 from tests.fake_telegram import FakeTelegram
+from tests.media_samples import probe_mp4
 from tests.fake_telegram import _error as telegram_error
 
 pytestmark = [pytest.mark.drill, pytest.mark.timeout(180)]
@@ -241,22 +240,6 @@ async def until(predicate, timeout_s: float, what: str, drill: Drill | None = No
             logs = ("\n" + drill.logs()) if drill is not None else ""
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}{logs}")
         await asyncio.sleep(interval_s)
-
-
-def probe_mp4(data: bytes) -> dict:
-    with tempfile.NamedTemporaryFile(suffix=".mp4") as handle:
-        handle.write(data)
-        handle.flush()
-        out = subprocess.run(
-            ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", handle.name],
-            check=True, capture_output=True, timeout=30,
-        ).stdout  # fmt: skip
-    info = json.loads(out)
-    return {
-        "codecs": sorted(s["codec_type"] + ":" + s["codec_name"] for s in info["streams"]),
-        "duration": float(info["format"]["duration"]),
-        "format": info["format"]["format_name"],
-    }
 
 
 def assert_playable(data: bytes, seconds: float) -> None:
