@@ -7,10 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
-import json
 import logging
-import subprocess
-import tempfile
 from contextlib import asynccontextmanager
 
 import pytest
@@ -21,6 +18,7 @@ from avatarbot.bots.telegram.bot import TelegramBot
 from avatarbot.settings import TelegramSettings
 from avatarbot.tasks.jobs import JobStore
 from tests import media_samples
+from tests.media_samples import probe_mp4
 from tests.fake_telegram import TOKEN, FakeTelegram
 
 pytestmark = pytest.mark.timeout(300)
@@ -42,25 +40,8 @@ def samples(tmp_path_factory) -> dict:
     return {
         "photo": buffer.getvalue(),
         "voice": voice,
-        "voice_seconds": _probe(voice)["format_duration"],
+        "voice_seconds": probe_mp4(voice)["duration"],
         "corrupt_voice": media_samples.corrupt(voice, keep=60),
-    }
-
-
-def _probe(data: bytes) -> dict:
-    """Streams and duration of a media file, read by the real ffprobe."""
-    with tempfile.NamedTemporaryFile(suffix=".bin") as handle:
-        handle.write(data)
-        handle.flush()
-        out = subprocess.run(
-            ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", handle.name],
-            check=True, capture_output=True, timeout=30,
-        ).stdout
-    info = json.loads(out)
-    return {
-        "codecs": sorted(s["codec_type"] + ":" + s["codec_name"] for s in info["streams"]),
-        "format_duration": float(info["format"]["duration"]),
-        "format": info["format"]["format_name"],
     }
 
 
@@ -126,11 +107,11 @@ async def test_voice_note_reply_in_a_forum_topic_gets_a_clip_in_that_topic(tg, t
     assert params["chat_id"] == chat["id"] and params["message_thread_id"] == topic["message_id"]
     assert params["supports_streaming"] is True
     clip = clip_call.file("video").data
-    info = _probe(clip)
+    info = probe_mp4(clip)
     assert "mp4" in info["format"]
     assert [c.split(":")[0] for c in info["codecs"]] == ["audio", "video"]
-    assert info["format_duration"] == pytest.approx(samples["voice_seconds"], abs=0.3)
-    assert params["duration"] == max(1, round(info["format_duration"]))
+    assert info["duration"] == pytest.approx(samples["voice_seconds"], abs=0.3)
+    assert params["duration"] == max(1, round(info["duration"]))
     assert params["width"] > 0 and params["height"] > 0
     assert clip_call.file("thumbnail").data[:2] == b"\xff\xd8"  # a JPEG
     buttons = [b["callback_data"] for b in params["reply_markup"]["inline_keyboard"][0]]
@@ -155,9 +136,9 @@ async def test_caption_and_reply_animate_speak_the_text(tg, tg_settings, samples
         command = tg.send(chat, alice, text="/animate Hello again", reply_to=photo)
         second = await _wait_clip(tg, command)
     for call in (clip, second):
-        info = _probe(call.file("video").data)
+        info = probe_mp4(call.file("video").data)
         assert [c.split(":")[0] for c in info["codecs"]] == ["audio", "video"]
-        assert info["format_duration"] > 0.3
+        assert info["duration"] > 0.3
         assert "message_thread_id" not in call.params
     texts = sorted(job.options.text for job in _jobs(tg_settings, tg))
     assert texts == ["Good morning!", "Hello again"]
@@ -357,7 +338,7 @@ async def test_server_errors_and_flood_limits_are_survived(tg, tg_settings, samp
     statuses = [c.status for c in tg.calls if c.method == "sendVideo"]
     assert statuses == [500, 0, 200]
     assert [c.status for c in tg.calls if c.method == "sendMessage"][:2] == [429, 200]
-    assert _probe(clip.file("video").data)["format_duration"] > 0.3
+    assert probe_mp4(clip.file("video").data)["duration"] > 0.3
 
 
 async def test_a_bad_update_does_not_stop_the_bot(tg, tg_settings):
@@ -426,7 +407,7 @@ async def test_clip_fits_a_small_upload_limit_and_falls_back_to_a_document(tg, s
         document = await tg.wait_for("sendDocument", _replies_to(photo), timeout=CLIP_WAIT_S)
     data = document.file("document").data
     assert len(data) <= limit
-    assert [c.split(":")[0] for c in _probe(data)["codecs"]] == ["audio", "video"]
+    assert [c.split(":")[0] for c in probe_mp4(data)["codecs"]] == ["audio", "video"]
     assert document.params["reply_markup"]["inline_keyboard"][0][0]["text"] == messages.TELEGRAM_BUTTON_AGAIN
     [job] = _jobs(small, tg)
     assert job.delivery["as"] == "document"
@@ -446,7 +427,7 @@ async def test_self_hosted_bot_api_in_local_mode(tmp_path, settings, render_work
             voice = server.send(chat, alice, voice=samples["voice"], reply_to=photo)
             clip = await _wait_clip(server, voice)
         assert server.download_requests == []  # files were read from the server's directory
-        assert _probe(clip.file("video").data)["format_duration"] == pytest.approx(samples["voice_seconds"], abs=0.3)
+        assert probe_mp4(clip.file("video").data)["duration"] == pytest.approx(samples["voice_seconds"], abs=0.3)
     finally:
         await server.stop()
 
