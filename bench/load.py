@@ -647,8 +647,10 @@ async def run_platform(load, args, folder: Path) -> RunResult:
         stop_sampling.set()
         bot_exit = bot.poll()  # None: still running, as it should be
         worker_exit = worker.poll()
-        stop_process(bot)
-        stop_process(worker)
+        # In a thread: the fake server lives on this event loop and must answer the bot's last
+        # calls while it shuts down (PTB confirms its updates with one more getUpdates).
+        await asyncio.to_thread(stop_process, bot)
+        await asyncio.to_thread(stop_process, worker)
         await load.close()
         redis.stop()
     return RunResult(

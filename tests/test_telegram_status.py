@@ -66,3 +66,27 @@ async def test_no_progress_edit_lands_after_finish(fake_and_bot, monkeypatch):
     assert texts == ["Rendering 2", "Cancelled."]
     assert fake.calls_to("editMessageText")[0].at <= finished_at
     await board.close()
+
+
+async def test_the_edit_that_says_a_request_was_taken_keeps_its_priority_when_progress_overtakes_it():
+    from avatarbot.bots.telegram.ratelimit import ANSWER
+    from avatarbot.bots.telegram.status import StatusBoard
+
+    class RecordingBot:
+        def __init__(self):
+            self.edits = []
+
+        async def edit_message_text(self, text, **kwargs):
+            self.edits.append((text, kwargs.get("rate_limit_args")))
+
+    bot = RecordingBot()
+    board = StatusBoard(bot)
+    board.show(-100, "job-1", 10, "Queued — you're next.", priority=ANSWER)
+    board.show(-100, "job-1", 10, "Rendering ▰▱▱▱▱▱▱▱▱▱ 10%")  # before the first edit went out
+    board.show(-100, "job-2", 11, "Rendering ▰▰▱▱▱▱▱▱▱▱ 20%")
+    for _ in range(100):
+        if bot.edits:
+            break
+        await asyncio.sleep(0.01)
+    await board.close()
+    assert bot.edits[0] == ("Rendering ▰▱▱▱▱▱▱▱▱▱ 10%", ANSWER)  # the newest text, still ahead of progress

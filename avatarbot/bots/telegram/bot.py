@@ -377,8 +377,10 @@ class TelegramBot:
         text = messages.queued(job.queue_position or await self.flow.queue_position(job.id))
         keyboard = buttons.status_keyboard(job.id)
         if answer is not None:
-            # Through the status board: it spaces edits in a chat by Telegram's flood limits.
-            self.delivery.status.show(answer.chat_id, job.id, answer.message_id, text, keyboard)
+            # Through the status board: it spaces edits in a chat by Telegram's flood limits. Ahead
+            # of progress edits: this one tells the sender their request was taken.
+            self.delivery.status.show(answer.chat_id, job.id, answer.message_id, text, keyboard,
+                                      priority=ratelimit.ANSWER)
             await self.flow.set_status_message(job.id, str(answer.message_id))
             return
         try:

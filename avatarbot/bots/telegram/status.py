@@ -31,6 +31,7 @@ class _Wanted:
     message_id: int
     text: str
     markup: InlineKeyboardMarkup | None
+    priority: int | None  # for the rate limiter; None: by endpoint (progress waits behind answers)
 
 
 class StatusBoard:
@@ -44,11 +45,16 @@ class StatusBoard:
         self._finished: dict[str, None] = {}  # insertion-ordered set
 
     def show(self, chat_id: int, job_id: str, message_id: int, text: str,
-             markup: InlineKeyboardMarkup | None = None) -> None:
-        """Ask for the status message to say `text`, soon (throttled)."""
+             markup: InlineKeyboardMarkup | None = None, priority: int | None = None) -> None:
+        """Ask for the status message to say `text`, soon (throttled). `priority`: the rate
+        limiter's, e.g. ANSWER for the edit that tells the sender their request was taken; a
+        newer text waiting in its place keeps it."""
         if self._shown.get(job_id) == text or job_id in self._finished:
             return
-        self._wanted.setdefault(chat_id, {})[job_id] = _Wanted(message_id, text, markup)
+        waiting = self._wanted.setdefault(chat_id, {})
+        if job_id in waiting and waiting[job_id].priority is not None:
+            priority = waiting[job_id].priority if priority is None else min(priority, waiting[job_id].priority)
+        waiting[job_id] = _Wanted(message_id, text, markup, priority)
         if chat_id not in self._flushers or self._flushers[chat_id].done():
             self._flushers[chat_id] = asyncio.create_task(self._flush(chat_id), name=f"status-{chat_id}")
 
@@ -100,8 +106,10 @@ class StatusBoard:
                 if job_id in self._finished:
                     continue
                 try:
+                    # rate_limit_args only where asked: a plain Bot (not the Application's ExtBot) has none.
+                    priority = {} if wanted.priority is None else {"rate_limit_args": wanted.priority}
                     await self._bot.edit_message_text(wanted.text, chat_id=chat_id, message_id=wanted.message_id,
-                                                      reply_markup=wanted.markup)
+                                                      reply_markup=wanted.markup, **priority)
                     self._shown[job_id] = wanted.text
                 except BadRequest as error:
                     # "message is not modified" or the message was deleted: nothing to retry.
