@@ -145,8 +145,8 @@ class _Inputs:
 
 # Decoding, checking and re-encoding media get their own threads. asyncio's default pool also runs
 # every Redis call (quota checks, job records): sharing it, quick calls waited behind seconds of
-# ffmpeg work under load (bench/load.py: acknowledgement p99 2.6 s). More media threads than
-# cores would only slow each one down.
+# ffmpeg work under load (bench/load.py: acknowledgement p99 2.6 s). One per core: more did not
+# decode faster and took the GIL from the event loop (6 threads: ack p99 2.6 s again).
 MEDIA_THREADS = max(2, os.cpu_count() or 2)
 
 
