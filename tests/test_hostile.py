@@ -98,7 +98,10 @@ class RedisWatch:
         return {
             # Job records only (`avatarbot:job:<id>`), not a job's side keys such as its history.
             "jobs": {key for key in self.client.scan_iter(f"{PREFIX}:job:*", count=1000) if key.count(":") == 2},
-            "blobs": set(self.client.scan_iter(f"{PREFIX}:blob*", count=1000)),
+            # Input blobs only: a refused request could store nothing else, and a clip (.mp4)
+            # appearing meanwhile is the shared worker finishing another test's job.
+            "blobs": {key for key in self.client.scan_iter(f"{PREFIX}:blob*", count=1000)
+                      if not key.endswith(".mp4")},
             "queued": set(self.client.zrange(f"{PREFIX}:queue", 0, -1)),
         }
 
