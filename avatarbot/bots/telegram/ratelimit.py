@@ -157,7 +157,8 @@ class PriorityRateLimiter(BaseRateLimiter[int]):
                     self._not_paused.set()
 
     def _group_bucket(self, chat_id: Any) -> PriorityBucket | None:
-        """Groups and channels have negative ids (or an @username); private chats have none."""
+        """The per-group bucket: groups and channels have negative ids (or an @username); private
+        chats (positive ids) have no per-chat bucket here."""
         try:
             chat_id = int(chat_id)
         except (TypeError, ValueError):
