@@ -327,24 +327,23 @@ class TelegramBot:
         # and Telegram shows the sender nothing meanwhile. This one message then becomes the
         # job's status message, or says why the request was refused.
         answer = await self._reply(message, messages.TELEGRAM_CHECKING)
-        if answer is None:  # couldn't say anything just now: refusals go as replies, as before
-            job = await self._create_job(message, parsed, chat_config, requester)
-            if not job.duplicate:
-                await self._post_status(job)
-            return
         try:
             job = await self._create_job(message, parsed, chat_config, requester)
-        except AvatarbotError as error:
-            log.info("request %s/%s refused: %s (%s)", message.chat_id, message.message_id, error.detail, error.code)
-            await self._edit_answer(answer, error.user_message)
-            return
-        except Exception:
-            log.exception("request %s/%s failed", message.chat_id, message.message_id)
-            await self._edit_answer(answer, messages.TELEGRAM_UNEXPECTED)
+        except Exception as error:
+            if answer is None:  # nothing said yet: _on_message / _on_error reply instead
+                raise
+            if isinstance(error, AvatarbotError):
+                log.info("request %s/%s refused: %s (%s)", message.chat_id, message.message_id, error.detail,
+                         error.code)  # fmt: skip
+                await self._edit_answer(answer, error.user_message)
+            else:
+                log.exception("request %s/%s failed", message.chat_id, message.message_id)
+                await self._edit_answer(answer, messages.TELEGRAM_UNEXPECTED)
             return
         if job.duplicate:  # the same request again: its status message is already there
             log.info("job %s: duplicate request, no second status message", job.id)
-            await self._edit_answer(answer, messages.TELEGRAM_ALREADY_ASKED)
+            if answer is not None:
+                await self._edit_answer(answer, messages.TELEGRAM_ALREADY_ASKED)
             return
         await self._post_status(job, answer)
 
