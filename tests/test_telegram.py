@@ -534,3 +534,22 @@ async def test_cancel_button_under_the_status_message(tg, tg_settings, samples, 
     [job] = _jobs(tg_settings, tg)
     assert job.state == "cancelled" and job.delivered
     assert not tg.calls_to("sendVideo")
+
+
+async def test_the_same_request_twice_renders_once_and_the_second_answer_says_so(tg, tg_settings, samples,
+                                                                                 engine_slowdown):  # fmt: skip
+    engine_slowdown(0.2)
+    alice = tg.user()
+    chat = tg.private_chat(alice)
+    async with running_bot(tg_settings):
+        photo = tg.send(chat, alice, photo=samples["photo"])
+        first = tg.send(chat, alice, voice=samples["voice"], voice_duration=2, reply_to=photo)
+        first_answer = await tg.wait_for("sendMessage", _replies_to(first))
+        await tg.wait_for("editMessageText", _edits(first_answer))  # its job exists
+        again = tg.send(chat, alice, voice=samples["voice"], voice_duration=2, reply_to=photo)
+        answer = await tg.wait_for("sendMessage", _replies_to(again))
+        said = await tg.wait_for("editMessageText", _edits(answer))
+        assert said.params["text"] == messages.TELEGRAM_ALREADY_ASKED
+        await _wait_clip(tg, first)
+    assert len(_jobs(tg_settings, tg)) == 1
+    assert len(tg.calls_to("sendVideo")) == 1
