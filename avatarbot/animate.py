@@ -7,9 +7,9 @@ import logging
 import sys
 from pathlib import Path
 
+from avatarbot import messages
 from avatarbot.avatar.engine import RenderOptions
 from avatarbot.errors import EmptyFileError, FileTooBigError
-from avatarbot import messages
 from avatarbot.settings import Settings
 
 log = logging.getLogger(__name__)

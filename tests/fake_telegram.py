@@ -25,12 +25,31 @@ from typing import Any
 from aiohttp import web
 
 TOKEN = "123456:TEST-token-secret-value"
-BOT_USER = {"id": 123456, "is_bot": True, "first_name": "Avatar", "username": "avatar_test_bot",
-            "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
+BOT_USER = {
+    "id": 123456,
+    "is_bot": True,
+    "first_name": "Avatar",
+    "username": "avatar_test_bot",
+    "can_join_groups": True,
+    "can_read_all_group_messages": False,
+    "supports_inline_queries": False,
+}
 
 # Form values that are plain strings on the wire (all other values are JSON-encoded by PTB).
-_TEXT_PARAMS = {"text", "caption", "action", "parse_mode", "file_id", "callback_query_id",
-                "emoji", "title", "description", "short_description", "name", "url"}
+_TEXT_PARAMS = {
+    "text",
+    "caption",
+    "action",
+    "parse_mode",
+    "file_id",
+    "callback_query_id",
+    "emoji",
+    "title",
+    "description",
+    "short_description",
+    "name",
+    "url",
+}
 
 
 @dataclass
@@ -55,7 +74,7 @@ class Call:
         """The upload behind a parameter, whether sent directly or via `attach://`."""
         value = self.params.get(param)
         if isinstance(value, str) and value.startswith("attach://"):
-            return self.files.get(value[len("attach://"):])
+            return self.files.get(value[len("attach://") :])
         return self.files.get(param)
 
 
@@ -122,8 +141,15 @@ class FakeTelegram:
         return f"http://127.0.0.1:{self.port}/file/bot"
 
     # --- fault injection -------------------------------------------------------------------------
-    def fail(self, method: str, status: int = 500, *, times: int = 1, retry_after: int | None = None,
-             description: str | None = None) -> None:
+    def fail(
+        self,
+        method: str,
+        status: int = 500,
+        *,
+        times: int = 1,
+        retry_after: int | None = None,
+        description: str | None = None,
+    ) -> None:
         """The next `times` calls of `method` fail: 5xx, 429 (with retry_after), or 0 = disconnect."""
         if description is None:
             description = f"Too Many Requests: retry after {retry_after}" if status == 429 else "Internal Server Error"
@@ -135,8 +161,9 @@ class FakeTelegram:
     def calls_to(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method.lower() == method.lower() and c.status == 200]
 
-    async def wait_for(self, method: str, predicate: Callable[[Call], bool] = lambda c: True,
-                       timeout: float = 30.0, count: int = 1) -> Call:
+    async def wait_for(
+        self, method: str, predicate: Callable[[Call], bool] = lambda c: True, timeout: float = 30.0, count: int = 1
+    ) -> Call:
         """Wait until the bot made `count` successful calls of `method` matching `predicate`;
         returns the last of them."""
 
@@ -202,22 +229,43 @@ class FakeTelegram:
     def topic(self, chat: dict, name: str = "Topic", creator: dict | None = None) -> dict:
         """Create a forum topic; returns its root service message (its id is the thread id)."""
         message_id = self._next_message_id(chat["id"])
-        return self._store({
-            "message_id": message_id, "date": int(time.time()), "chat": chat,
-            "from": creator or self.user(), "message_thread_id": message_id,
-            "forum_topic_created": {"name": name, "icon_color": 7322096},
-        })
+        return self._store(
+            {
+                "message_id": message_id,
+                "date": int(time.time()),
+                "chat": chat,
+                "from": creator or self.user(),
+                "message_thread_id": message_id,
+                "forum_topic_created": {"name": name, "icon_color": 7322096},
+            }
+        )
 
-    def send(self, chat: dict, sender: dict, *, text: str | None = None, caption: str | None = None,
-             photo: bytes | None = None, voice: bytes | None = None, voice_duration: int = 1,
-             audio: bytes | None = None, audio_duration: int = 1, video: bytes | None = None,
-             video_note: bytes | None = None, document: bytes | None = None,
-             document_name: str = "file.bin", document_mime: str = "application/octet-stream",
-             reply_to: dict | None = None, topic: dict | None = None) -> dict:
+    def send(
+        self,
+        chat: dict,
+        sender: dict,
+        *,
+        text: str | None = None,
+        caption: str | None = None,
+        photo: bytes | None = None,
+        voice: bytes | None = None,
+        voice_duration: int = 1,
+        audio: bytes | None = None,
+        audio_duration: int = 1,
+        video: bytes | None = None,
+        video_note: bytes | None = None,
+        document: bytes | None = None,
+        document_name: str = "file.bin",
+        document_mime: str = "application/octet-stream",
+        reply_to: dict | None = None,
+        topic: dict | None = None,
+    ) -> dict:
         """A user posts a message; the bot sees it on its next getUpdates. Returns the message."""
         message: dict[str, Any] = {
-            "message_id": self._next_message_id(chat["id"]), "date": int(time.time()),
-            "chat": chat, "from": sender,
+            "message_id": self._next_message_id(chat["id"]),
+            "date": int(time.time()),
+            "chat": chat,
+            "from": sender,
         }
         entities_text = text if text is not None else caption
         if text is not None:
@@ -235,13 +283,19 @@ class FakeTelegram:
         if audio is not None:
             message["audio"] = self._file_object(audio, "music", "mp3", duration=audio_duration, mime_type="audio/mpeg")
         if video is not None:
-            message["video"] = self._file_object(video, "videos", "mp4", width=64, height=64, duration=1,
-                                                 mime_type="video/mp4")
+            message["video"] = self._file_object(
+                video, "videos", "mp4", width=64, height=64, duration=1, mime_type="video/mp4"
+            )
         if video_note is not None:
             message["video_note"] = self._file_object(video_note, "video_notes", "mp4", length=64, duration=1)
         if document is not None:
-            message["document"] = self._file_object(document, "documents", document_name.rsplit(".", 1)[-1],
-                                                    file_name=document_name, mime_type=document_mime)
+            message["document"] = self._file_object(
+                document,
+                "documents",
+                document_name.rsplit(".", 1)[-1],
+                file_name=document_name,
+                mime_type=document_mime,
+            )
         if topic is not None:
             # Telegram marks topic messages and, for non-replies, points reply_to_message at the
             # topic's root service message.
@@ -257,8 +311,17 @@ class FakeTelegram:
     def press(self, message: dict, sender: dict, data: str) -> str:
         """A user taps an inline button under `message`. Returns the callback query id."""
         query_id = f"CQ{next(self._update_ids)}"
-        self._push({"callback_query": {"id": query_id, "from": sender, "message": message,
-                                       "chat_instance": "ci-1", "data": data}})
+        self._push(
+            {
+                "callback_query": {
+                    "id": query_id,
+                    "from": sender,
+                    "message": message,
+                    "chat_instance": "ci-1",
+                    "data": data,
+                }
+            }
+        )
         return query_id
 
     def make_admin(self, chat: dict, user: dict) -> None:
@@ -394,11 +457,22 @@ class FakeTelegram:
         status = "administrator" if user_id in self.chat_admins.get(chat_id, set()) else "member"
         user = self.user(user_id)
         if status == "administrator":
-            return {"status": status, "user": user, "can_be_edited": False, "is_anonymous": False,
-                    "can_manage_chat": True, "can_delete_messages": True, "can_manage_video_chats": True,
-                    "can_restrict_members": True, "can_promote_members": False, "can_change_info": True,
-                    "can_invite_users": True, "can_post_stories": False, "can_edit_stories": False,
-                    "can_delete_stories": False}
+            return {
+                "status": status,
+                "user": user,
+                "can_be_edited": False,
+                "is_anonymous": False,
+                "can_manage_chat": True,
+                "can_delete_messages": True,
+                "can_manage_video_chats": True,
+                "can_restrict_members": True,
+                "can_promote_members": False,
+                "can_change_info": True,
+                "can_invite_users": True,
+                "can_post_stories": False,
+                "can_edit_stories": False,
+                "can_delete_stories": False,
+            }
         return {"status": status, "user": user}
 
     def _chat_for(self, chat_id: int) -> dict:
@@ -410,8 +484,11 @@ class FakeTelegram:
     def _bot_message(self, params: dict, **content) -> dict:
         chat_id = int(params["chat_id"])
         message: dict[str, Any] = {
-            "message_id": self._next_message_id(chat_id), "date": int(time.time()),
-            "chat": self._chat_for(chat_id), "from": self.bot, **content,
+            "message_id": self._next_message_id(chat_id),
+            "date": int(time.time()),
+            "chat": self._chat_for(chat_id),
+            "from": self.bot,
+            **content,
         }
         thread_id = params.get("message_thread_id")
         if thread_id is not None:
@@ -470,9 +547,15 @@ class FakeTelegram:
 
     async def _api_sendvideo(self, params, files):
         data, _ = self._uploaded(params, files, "video")
-        video = self._file_object(data, "videos", "mp4", width=int(params.get("width") or 0),
-                                  height=int(params.get("height") or 0),
-                                  duration=int(params.get("duration") or 0), mime_type="video/mp4")
+        video = self._file_object(
+            data,
+            "videos",
+            "mp4",
+            width=int(params.get("width") or 0),
+            height=int(params.get("height") or 0),
+            duration=int(params.get("duration") or 0),
+            mime_type="video/mp4",
+        )
         content = {"video": video}
         if params.get("caption"):
             content["caption"] = params["caption"]
@@ -481,8 +564,13 @@ class FakeTelegram:
     async def _api_senddocument(self, params, files):
         data, _ = self._uploaded(params, files, "document")
         upload = Call("", params, files).file("document")
-        document = self._file_object(data, "documents", "mp4", file_name=upload.filename if upload else "file",
-                                     mime_type=upload.content_type if upload else "application/octet-stream")
+        document = self._file_object(
+            data,
+            "documents",
+            "mp4",
+            file_name=upload.filename if upload else "file",
+            mime_type=upload.content_type if upload else "application/octet-stream",
+        )
         content = {"document": document}
         if params.get("caption"):
             content["caption"] = params["caption"]

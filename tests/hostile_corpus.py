@@ -51,7 +51,12 @@ def _png_bomb(side: int) -> bytes:
     row = b"\x00" * (side + 1)
     parts = [compressor.compress(row) for _ in range(side)]
     parts.append(compressor.flush())
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", b"".join(parts)) + _png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", b"".join(parts))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def _gif_screen_bomb() -> bytes:
@@ -96,7 +101,8 @@ def _speechlike(seconds: float, rate: int) -> np.ndarray:
 def _ffmpeg_lavfi(source: str, codec_args: list[str], fmt: str) -> bytes:
     result = subprocess.run(
         ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", source, *codec_args, "-f", fmt, "pipe:1"],
-        capture_output=True, check=True,
+        capture_output=True,
+        check=True,
     )
     return result.stdout
 
@@ -126,9 +132,27 @@ def _png_48bit(image: Image.Image) -> bytes:
 
 def _mp4_without_audio() -> bytes:
     result = subprocess.run(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=128x128:rate=10:duration=2",
-         "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "frag_keyframe+empty_moov", "-f", "mp4", "pipe:1"],
-        capture_output=True, check=True,
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=128x128:rate=10:duration=2",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-movflags",
+            "frag_keyframe+empty_moov",
+            "-f",
+            "mp4",
+            "pipe:1",
+        ],
+        capture_output=True,
+        check=True,
     )
     return result.stdout
 
@@ -173,26 +197,52 @@ def image_samples() -> list[Sample]:
         Sample("panorama-20000x400.jpg", "image", "either", _encode(Image.new("RGB", (20000, 400), "skyblue"), "JPEG")),
         Sample("one-pixel.png", "image", "refuse", _encode(Image.new("RGB", (1, 1)), "PNG")),
         Sample("sliver-4000x2.png", "image", "refuse", _encode(Image.new("RGB", (4000, 2)), "PNG")),
-        Sample("animated.gif", "image", "refuse", _encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)),
-        Sample("animated.webp", "image", "refuse", _encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=100)),
-        Sample("animated.png", "image", "refuse", _encode(frames[0], "PNG", save_all=True, append_images=frames[1:], duration=100)),
+        Sample(
+            "animated.gif",
+            "image",
+            "refuse",
+            _encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100),
+        ),
+        Sample(
+            "animated.webp",
+            "image",
+            "refuse",
+            _encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=100),
+        ),
+        Sample(
+            "animated.png",
+            "image",
+            "refuse",
+            _encode(frames[0], "PNG", save_all=True, append_images=frames[1:], duration=100),
+        ),
         Sample("bmp-lying-size.bmp", "image", "refuse", bytes(bmp_bad)),
-        Sample("heic-garbage.heic", "image", "refuse", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\xde\xad" * 100),
+        Sample(
+            "heic-garbage.heic",
+            "image",
+            "refuse",
+            b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\xde\xad" * 100,
+        ),
         Sample("random-bytes.jpg", "image", "refuse", np.random.default_rng(1).bytes(5000)),
         # Added with the hostile-input tests (issue 7): more colour layouts and a wrong-kind upload.
         Sample("48bit-rgb.png", "image", "clip", _png_48bit(astronaut)),
         Sample("cmyk.tiff", "image", "clip", _encode(astronaut.convert("CMYK"), "TIFF")),
         Sample("grey-alpha.png", "image", "clip", _encode(astronaut.convert("LA"), "PNG")),
         Sample("broken-exif.jpg", "image", "clip", _jpeg_with_broken_exif(jpeg)),
-        Sample("voice-note-as-photo.jpg", "image", "refuse",
-               _ffmpeg_lavfi("sine=frequency=300:duration=1", ["-c:a", "libopus", "-ac", "1"], "ogg")),
+        Sample(
+            "voice-note-as-photo.jpg",
+            "image",
+            "refuse",
+            _ffmpeg_lavfi("sine=frequency=300:duration=1", ["-c:a", "libopus", "-ac", "1"], "ogg"),
+        ),
     ]
 
 
 def audio_samples() -> list[Sample]:
     rate = 16000
     speech = _speechlike(3.0, rate)
-    ogg = _ffmpeg_lavfi("sine=frequency=300:duration=3", ["-c:a", "libopus", "-b:a", "24k", "-ar", "48000", "-ac", "1"], "ogg")
+    ogg = _ffmpeg_lavfi(
+        "sine=frequency=300:duration=3", ["-c:a", "libopus", "-b:a", "24k", "-ar", "48000", "-ac", "1"], "ogg"
+    )
     corrupt_ogg = bytearray(ogg)
     for offset in range(200, len(corrupt_ogg), 97):
         corrupt_ogg[offset] ^= 0xFF
@@ -205,12 +255,34 @@ def audio_samples() -> list[Sample]:
         Sample("empty.ogg", "audio", "refuse", b""),
         Sample("random.ogg", "audio", "refuse", np.random.default_rng(2).bytes(4000)),
         Sample("unknown-codec.xyz", "audio", "refuse", b"XYZAUDIO\x00\x01" + np.random.default_rng(3).bytes(2000)),
-        Sample("midi.mid", "audio", "refuse", b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x00`MTrk\x00\x00\x00\x04\x00\xff/\x00"),
+        Sample(
+            "midi.mid", "audio", "refuse", b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x00`MTrk\x00\x00\x00\x04\x00\xff/\x00"
+        ),
         Sample("zero-seconds.wav", "audio", "refuse", _wav(np.zeros(0, np.float32), rate)),
-        Sample("ten-minutes.ogg", "audio", "refuse",
-               # Cheapest Opus settings: the encode took 3.4 s at the default complexity, 0.9 s now.
-               _ffmpeg_lavfi("sine=frequency=200:duration=600", ["-c:a", "libopus", "-b:a", "6k", "-ar", "8000", "-ac", "1",
-                                                                 "-compression_level", "0", "-frame_duration", "60"], "ogg")),
+        Sample(
+            "ten-minutes.ogg",
+            "audio",
+            "refuse",
+            # Cheapest Opus settings: the encode took 3.4 s at the default complexity, 0.9 s now.
+            _ffmpeg_lavfi(
+                "sine=frequency=200:duration=600",
+                [
+                    "-c:a",
+                    "libopus",
+                    "-b:a",
+                    "6k",
+                    "-ar",
+                    "8000",
+                    "-ac",
+                    "1",
+                    "-compression_level",
+                    "0",
+                    "-frame_duration",
+                    "60",
+                ],
+                "ogg",
+            ),
+        ),
         Sample("silence.wav", "audio", "refuse", _wav(np.zeros(rate * 3, np.float32), rate)),
         # A constant offset is inaudible: silence. (It used to pass as loud audio; load_audio now
         # removes the offset before measuring the level.)

@@ -17,7 +17,9 @@ ASTRONAUT = ROOT / "examples" / "astronaut.jpg"
 
 
 def avatarbot(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", AVATARBOT_DATA_DIR=str(tmp_path / "data"), AVATARBOT_TTS__ENGINE="offline")
+    env = dict(
+        os.environ, HF_HUB_OFFLINE="1", AVATARBOT_DATA_DIR=str(tmp_path / "data"), AVATARBOT_TTS__ENGINE="offline"
+    )
     return subprocess.run(
         [sys.executable, "-m", "avatarbot", *args], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path
     )
@@ -28,8 +30,24 @@ def make_voice_note(path: Path, text: str) -> Path:
     wav = path.with_suffix(".wav")
     subprocess.run(["espeak-ng", "-w", str(wav), text], check=True)
     subprocess.run(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(wav), "-c:a", "libopus", "-b:a", "32k",
-         "-ar", "48000", "-ac", "1", str(path)],
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(wav),
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "32k",
+            "-ar",
+            "48000",
+            "-ac",
+            "1",
+            str(path),
+        ],
         check=True,
     )
     wav.unlink()
@@ -59,8 +77,18 @@ def test_photo_and_voice_note(tmp_path):
 def test_photo_and_text(tmp_path):
     out = tmp_path / "clip.mp4"
     result = avatarbot(
-        "animate", "--photo", str(ASTRONAUT), "--text", "Good morning, space cadets!", "--voice-name", "en-male",
-        "--quality", "fast", "-o", str(out), tmp_path=tmp_path,
+        "animate",
+        "--photo",
+        str(ASTRONAUT),
+        "--text",
+        "Good morning, space cadets!",
+        "--voice-name",
+        "en-male",
+        "--quality",
+        "fast",
+        "-o",
+        str(out),
+        tmp_path=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     info = probe(out)
@@ -84,12 +112,32 @@ def test_photo_without_face_gets_clip_and_note(tmp_path):
 def test_ninety_second_recording_is_refused_with_the_limit(tmp_path):
     long_voice = tmp_path / "long.ogg"
     subprocess.run(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=220:duration=90",
-         "-c:a", "libopus", "-b:a", "16k", "-ar", "48000", "-ac", "1", str(long_voice)],
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=220:duration=90",
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "16k",
+            "-ar",
+            "48000",
+            "-ac",
+            "1",
+            str(long_voice),
+        ],
         check=True,
     )
     out = tmp_path / "clip.mp4"
-    result = avatarbot("animate", "--photo", str(ASTRONAUT), "--voice", str(long_voice), "-o", str(out), tmp_path=tmp_path)
+    result = avatarbot(
+        "animate", "--photo", str(ASTRONAUT), "--voice", str(long_voice), "-o", str(out), tmp_path=tmp_path
+    )
     assert result.returncode != 0
     assert "60 seconds" in result.stderr
     assert "Traceback" not in result.stderr
@@ -131,7 +179,12 @@ def test_readme_demo_command(tmp_path):
     command[command.index("-o") + 1] = str(out)
     env = dict(os.environ, HF_HUB_OFFLINE="1", AVATARBOT_TTS__ENGINE="offline")
     result = subprocess.run(
-        [sys.executable, "-m", "avatarbot", *command[1:]], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT
+        [sys.executable, "-m", "avatarbot", *command[1:]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
     settings = Settings(tts={"engine": "offline"})

@@ -20,7 +20,6 @@ from avatarbot.bots.discord.bot import AvatarBot, configure_endpoints
 from avatarbot.bots.discord.limits import INTERACTION_ACK_S
 from avatarbot.tasks.jobs import JobStore
 from tests import media_samples
-from tests.media_samples import probe_mp4
 from tests.conftest import with_overrides
 from tests.fake_discord import (
     ADMINISTRATOR,
@@ -33,6 +32,7 @@ from tests.fake_discord import (
     MODAL,
     FakeDiscord,
 )
+from tests.media_samples import probe_mp4
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -57,8 +57,8 @@ from tests.fake_discord import _error as discord_error
 from tests.fake_telegram import TOKEN as TELEGRAM_TOKEN
 from tests.fake_telegram import Call as TelegramCall
 from tests.fake_telegram import FakeTelegram
-from tests.media_samples import probe_mp4
 from tests.fake_telegram import _error as telegram_error
+from tests.media_samples import probe_mp4
 
 pytestmark = [pytest.mark.drill, pytest.mark.timeout(180)]
 
@@ -521,7 +521,9 @@ async def test_worker_killed_mid_render_job_finishes_on_the_other_worker(drill, 
         [survivor] = [w for w in workers if w is not victim]
         killed = victim.kill_tree()
         assert render_pid in killed and victim.pid in killed and len(killed) >= 2
-        assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in killed)
+        assert not any(
+            psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in killed
+        )
 
         [job] = await assert_delivered_once(drill, side, [job_id])
         assert job.attempts == 2

@@ -100,8 +100,7 @@ class RedisWatch:
             "jobs": {key for key in self.client.scan_iter(f"{PREFIX}:job:*", count=1000) if key.count(":") == 2},
             # Input blobs only: a refused request could store nothing else, and a clip (.mp4)
             # appearing meanwhile is the shared worker finishing another test's job.
-            "blobs": {key for key in self.client.scan_iter(f"{PREFIX}:blob*", count=1000)
-                      if not key.endswith(".mp4")},
+            "blobs": {key for key in self.client.scan_iter(f"{PREFIX}:blob*", count=1000) if not key.endswith(".mp4")},
             "queued": set(self.client.zrange(f"{PREFIX}:queue", 0, -1)),
         }
 

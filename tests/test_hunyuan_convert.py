@@ -131,7 +131,9 @@ def test_every_official_key_maps_and_the_model_loads_strictly():
     final = official["final_layer.adaLN_modulation.1.weight"]
     torch.testing.assert_close(ours["norm_out.linear.weight"][:HIDDEN], final[HIDDEN:])
     # the audio adapter's first norm normalises the audio, the second the video tokens
-    torch.testing.assert_close(ours["audio_adapters.0.norm_audio.weight"], official["audio_adapter_blocks.0.norm1.weight"])
+    torch.testing.assert_close(
+        ours["audio_adapters.0.norm_audio.weight"], official["audio_adapter_blocks.0.norm1.weight"]
+    )
     torch.testing.assert_close(ours["ref_proj.weight"], official["before_proj.weight"])
     torch.testing.assert_close(ours["fps_embedder.linear_2.bias"], official["fps_proj.mlp.2.bias"])
 
@@ -336,7 +338,9 @@ def _official_forward(W, c, x, t, ref, txt, pooled, audio, mask, m_exp, m_pose, 
     vec = vec + lin("vector_in.out_layer", F.silu(lin("vector_in.in_layer", pooled)))
 
     def patch(name, v):
-        return F.conv3d(v, W[f"{name}.proj.weight"], W[f"{name}.proj.bias"], stride=(1, 2, 2)).flatten(2).transpose(1, 2)
+        return (
+            F.conv3d(v, W[f"{name}.proj.weight"], W[f"{name}.proj.bias"], stride=(1, 2, 2)).flatten(2).transpose(1, 2)
+        )
 
     img = lin("before_proj", patch("ref_in", ref)) + patch("img_in", x)
     first = patch("img_in", ref[:, :, :1])
@@ -350,7 +354,9 @@ def _official_forward(W, c, x, t, ref, txt, pooled, audio, mask, m_exp, m_pose, 
     for i in range(c["num_refiner_layers"]):
         blk = f"txt_in.individual_token_refiner.blocks.{i}"
         gate_msa, gate_mlp = lin(f"{blk}.adaLN_modulation.1", F.silu(cond)).chunk(2, dim=-1)
-        q, k, v = (heads_of(p) for p in lin(f"{blk}.self_attn_qkv", affine_ln(tx, f"{blk}.norm1", 1e-6)).chunk(3, dim=-1))
+        q, k, v = (
+            heads_of(p) for p in lin(f"{blk}.self_attn_qkv", affine_ln(tx, f"{blk}.norm1", 1e-6)).chunk(3, dim=-1)
+        )
         tx = tx + gate_msa[:, None] * lin(f"{blk}.self_attn_proj", attention(q, k, v))
         normed = affine_ln(tx, f"{blk}.norm2", 1e-6)
         tx = tx + gate_mlp[:, None] * lin(f"{blk}.mlp.fc2", F.silu(lin(f"{blk}.mlp.fc1", normed)))
@@ -358,22 +364,32 @@ def _official_forward(W, c, x, t, ref, txt, pooled, audio, mask, m_exp, m_pose, 
     def plain_ln(v):
         return F.layer_norm(v, (h,), eps=1e-6)
 
-    gelu = lambda v: F.gelu(v, approximate="tanh")
+    def gelu(v):
+        return F.gelu(v, approximate="tanh")
+
     adapters = {layer: j for j, layer in enumerate(range(1, c["num_layers"], 2))}
     for i in range(c["num_layers"]):
         blk = f"double_blocks.{i}"
         im = lin(f"{blk}.img_mod.linear", F.silu(vec)).chunk(6, dim=-1)
         tm = lin(f"{blk}.txt_mod.linear", F.silu(vec)).chunk(6, dim=-1)
-        q, k, v = (heads_of(p) for p in lin(f"{blk}.img_attn_qkv", modulate(plain_ln(img), im[0], im[1])).chunk(3, dim=-1))
+        q, k, v = (
+            heads_of(p) for p in lin(f"{blk}.img_attn_qkv", modulate(plain_ln(img), im[0], im[1])).chunk(3, dim=-1)
+        )
         q, k = rope(rms(q, f"{blk}.img_attn_q_norm")), rope(rms(k, f"{blk}.img_attn_k_norm"))
-        tq, tk, tv = (heads_of(p) for p in lin(f"{blk}.txt_attn_qkv", modulate(plain_ln(tx), tm[0], tm[1])).chunk(3, dim=-1))
+        tq, tk, tv = (
+            heads_of(p) for p in lin(f"{blk}.txt_attn_qkv", modulate(plain_ln(tx), tm[0], tm[1])).chunk(3, dim=-1)
+        )
         tq, tk = rms(tq, f"{blk}.txt_attn_q_norm"), rms(tk, f"{blk}.txt_attn_k_norm")
         out = attention(torch.cat([q, tq], 1), torch.cat([k, tk], 1), torch.cat([v, tv], 1))
         img_out, txt_out = out[:, : img.shape[1]], out[:, img.shape[1] :]
         img = img + im[2][:, None] * lin(f"{blk}.img_attn_proj", img_out)
-        img = img + im[5][:, None] * lin(f"{blk}.img_mlp.fc2", gelu(lin(f"{blk}.img_mlp.fc1", modulate(plain_ln(img), im[3], im[4]))))
+        img = img + im[5][:, None] * lin(
+            f"{blk}.img_mlp.fc2", gelu(lin(f"{blk}.img_mlp.fc1", modulate(plain_ln(img), im[3], im[4])))
+        )
         tx = tx + tm[2][:, None] * lin(f"{blk}.txt_attn_proj", txt_out)
-        tx = tx + tm[5][:, None] * lin(f"{blk}.txt_mlp.fc2", gelu(lin(f"{blk}.txt_mlp.fc1", modulate(plain_ln(tx), tm[3], tm[4]))))
+        tx = tx + tm[5][:, None] * lin(
+            f"{blk}.txt_mlp.fc2", gelu(lin(f"{blk}.txt_mlp.fc1", modulate(plain_ln(tx), tm[3], tm[4])))
+        )
         if i in adapters:
             ad = f"audio_adapter_blocks.{adapters[i]}"
             video = img[:, ref_len:].reshape(b, frames, gh * gw, h)

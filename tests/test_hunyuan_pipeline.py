@@ -19,7 +19,17 @@ from avatarbot.media.types import Audio, Face, Photo
 
 pytestmark = pytest.mark.gpu
 
-WORDS = ["[UNK]", "[PAD]", "<image>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "A", "person", "talking"]
+WORDS = [
+    "[UNK]",
+    "[PAD]",
+    "<image>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "A",
+    "person",
+    "talking",
+]
 TINY_SIZES = {"fast": 64, "standard": 64, "high": 128}
 
 
@@ -48,12 +58,22 @@ def tiny_prompt_encoder():
     llava = LlavaForConditionalGeneration(
         LlavaConfig(
             vision_config=CLIPVisionConfig(
-                hidden_size=8, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2,
-                image_size=336, patch_size=14, projection_dim=8,
+                hidden_size=8,
+                intermediate_size=16,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                image_size=336,
+                patch_size=14,
+                projection_dim=8,
             ),
             text_config=LlamaConfig(
-                vocab_size=len(WORDS), hidden_size=16, intermediate_size=32, num_hidden_layers=3,
-                num_attention_heads=2, num_key_value_heads=2, pad_token_id=1,
+                vocab_size=len(WORDS),
+                hidden_size=16,
+                intermediate_size=32,
+                num_hidden_layers=3,
+                num_attention_heads=2,
+                num_key_value_heads=2,
+                pad_token_id=1,
             ),
             image_token_id=2,
             vision_feature_layer=-2,
@@ -106,7 +126,12 @@ def tiny_pipeline(latent_window=33, offload="none"):
         mid_block_add_attention=False,
     ).eval()  # fmt: skip
     return HunyuanVideoAvatarPipeline(
-        transformer, vae, tiny_prompt_encoder(), tiny_audio_encoder(), device="cpu", latent_window=latent_window,
+        transformer,
+        vae,
+        tiny_prompt_encoder(),
+        tiny_audio_encoder(),
+        device="cpu",
+        latent_window=latent_window,
         offload=offload,
     )
 
@@ -127,14 +152,21 @@ def _photo(width=80, height=64, face=True):
 
 def _speech(seconds=1.0, sample_rate=16_000):
     t = np.arange(int(seconds * sample_rate)) / sample_rate
-    return Audio(samples=(0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32), sample_rate=sample_rate)
+    return Audio(
+        samples=(0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32),
+        sample_rate=sample_rate,
+    )
 
 
 def test_pipeline_returns_frames_covering_the_audio(pipeline):
     audio = _speech(1.0)
     seen = []
     frames = pipeline(
-        image=_photo().rgb, audio=audio.samples, num_inference_steps=2, quality=64, callback=lambda d, t: seen.append((d, t))
+        image=_photo().rgb,
+        audio=audio.samples,
+        num_inference_steps=2,
+        quality=64,
+        callback=lambda d, t: seen.append((d, t)),
     )
     assert frames.dtype == np.uint8
     assert frames.shape == (25, 64, 64, 3)  # 1 s at 25 fps; 80x64 photo -> 64x64 bucket

@@ -84,7 +84,9 @@ async def test_submit_reports_states_in_order_and_ends_with_a_valid_mp4(
 
 
 async def test_text_request_is_spoken_by_tts_before_queueing(render_worker, flow, requester, reply_to, photo_bytes):
-    job = await flow.submit(requester, reply_to, RenderRequest(photo=photo_bytes, text="Hello there, nice to meet you."))
+    job = await flow.submit(
+        requester, reply_to, RenderRequest(photo=photo_bytes, text="Hello there, nice to meet you.")
+    )
     assert job.options.text == "Hello there, nice to meet you."
     done = await asyncio.to_thread(wait_for_job, flow.store, job.id, {"done", "failed"})
     assert done.state == "done" and done.duration > 0.5
@@ -118,7 +120,9 @@ async def test_bad_input_is_refused_before_anything_is_stored(flow, requester, r
 # --- cancel ---------------------------------------------------------------------------------------
 async def test_cancel_while_queued_never_renders(render_worker, celery_app, flow, requester, reply_to):
     # A job record whose task message is still "in the queue": we send it only after cancelling.
-    job = flow.store.create(requester, reply_to, JobOptions("lite", "fast", 1.0, 1), {"photo": "x" * 68, "audio": "y" * 68})
+    job = flow.store.create(
+        requester, reply_to, JobOptions("lite", "fast", 1.0, 1), {"photo": "x" * 68, "audio": "y" * 68}
+    )
     assert await flow.queue_position(job.id) is not None
     assert await flow.cancel(job.id, "someone-else") is False  # only the requester may
     assert await flow.cancel(job.id, requester.user_id) is True
@@ -157,7 +161,9 @@ async def test_cancel_while_running_stops_the_render(
 
 
 # --- quotas ---------------------------------------------------------------------------------------
-async def test_hourly_quota_refuses_with_a_retry_time(render_worker, settings, requester, reply_to, photo_bytes, voice_bytes):
+async def test_hourly_quota_refuses_with_a_retry_time(
+    render_worker, settings, requester, reply_to, photo_bytes, voice_bytes
+):
     from avatarbot.bots.flow import RequestFlow
 
     flow = RequestFlow.from_settings(with_overrides(settings, jobs={"max_per_user_per_hour": 2}))
@@ -228,7 +234,9 @@ async def test_same_request_twice_returns_the_existing_job(
 
     other_user = Requester("telegram", requester.user_id + "-other", requester.server_id)
     assert (await flow.submit(other_user, reply_to, request)).id != first.id
-    other_options = await flow.submit(requester, reply_to, RenderRequest(photo=photo_bytes, audio=voice_bytes, quality="standard"))
+    other_options = await flow.submit(
+        requester, reply_to, RenderRequest(photo=photo_bytes, audio=voice_bytes, quality="standard")
+    )
     assert other_options.id != first.id and not other_options.duplicate
 
     # A cancelled job is not "the existing job": asking again makes a new one.
@@ -256,7 +264,9 @@ async def test_same_task_message_twice_renders_once(
     assert [state for state, _ in flow.store.history(job.id)] == ["running", "encoding", "done"]
 
 
-async def test_job_of_a_dead_worker_is_rendered_again(render_worker, celery_app, flow, requester, reply_to, photo_bytes, voice_bytes):
+async def test_job_of_a_dead_worker_is_rendered_again(
+    render_worker, celery_app, flow, requester, reply_to, photo_bytes, voice_bytes
+):
 
     # Submit without a message, then let a "worker" claim it and die (no heartbeat follows).
     job = await flow.submit(requester, reply_to, RenderRequest(photo=photo_bytes, audio=voice_bytes))
@@ -264,17 +274,21 @@ async def test_job_of_a_dead_worker_is_rendered_again(render_worker, celery_app,
     # Build a fresh job the dead worker holds:
     fresh = flow.store.create(requester, reply_to, job.options, job.inputs)
     assert flow.store.claim(fresh.id, "dead-host:1:1:dead", lease_s=2) == "claimed"
-    outcome = _send(celery_app, fresh.id, task_id=fresh.id)  # the message comes back (reject_on_worker_lost / visibility)
+    outcome = _send(
+        celery_app, fresh.id, task_id=fresh.id
+    )  # the message comes back (reject_on_worker_lost / visibility)
     assert await asyncio.to_thread(outcome.get, timeout=60) == "done"
     done = await flow.get(fresh.id)
     assert done.state == "done" and done.attempts == 2
-    assert not done.clip_key is None
+    assert done.clip_key is not None
     assert flow.store.lease_holder(fresh.id) is None
 
 
 async def test_a_lost_lease_stops_the_old_attempt(settings, flow, requester, reply_to, photo_bytes, voice_bytes):
     """The worker that lost its lease (stalled past it, another took over) must not write."""
-    job = flow.store.create(requester, reply_to, JobOptions("lite", "fast", 1.0, 1), {"photo": "p" * 68, "audio": "a" * 68})
+    job = flow.store.create(
+        requester, reply_to, JobOptions("lite", "fast", 1.0, 1), {"photo": "p" * 68, "audio": "a" * 68}
+    )
     assert flow.store.claim(job.id, "old", lease_s=0.2) == "claimed"
     assert flow.store.claim(job.id, "new", lease_s=5) == "busy"
     await asyncio.sleep(0.3)
@@ -320,7 +334,9 @@ async def test_out_of_memory_retries_once_at_lower_quality(
     hungry = _MemoryHungryEngine(lite, fits)
     render_job.install_engine("lite", hungry)
     try:
-        job = await flow.submit(requester, reply_to, RenderRequest(photo=photo_bytes, audio=voice_bytes, quality="standard"))
+        job = await flow.submit(
+            requester, reply_to, RenderRequest(photo=photo_bytes, audio=voice_bytes, quality="standard")
+        )
         ended = await asyncio.to_thread(wait_for_job, flow.store, job.id, {"done", "failed"})
     finally:
         render_job.install_engine("lite", lite)
@@ -353,7 +369,12 @@ async def test_render_time_limit_fails_the_job_with_a_message(
 async def test_missing_inputs_fail_with_a_message_and_the_failure_is_delivered_once(
     render_worker, celery_app, flow, requester, reply_to
 ):
-    job = flow.store.create(requester, reply_to, JobOptions("lite", "fast", 1.0, 1), {"photo": "0" * 64 + ".png", "audio": "1" * 64 + ".wav"})
+    job = flow.store.create(
+        requester,
+        reply_to,
+        JobOptions("lite", "fast", 1.0, 1),
+        {"photo": "0" * 64 + ".png", "audio": "1" * 64 + ".wav"},
+    )
     assert await asyncio.to_thread(_send(celery_app, job.id).get, timeout=30) == "failed:inputs_expired"
     failed = await flow.get(job.id)
     assert failed.state == "failed" and failed.user_message == messages.INPUTS_EXPIRED
@@ -397,7 +418,9 @@ async def test_a_new_watcher_first_yields_every_undelivered_job(settings, reques
         await second.close()
 
 
-async def test_again_reuses_the_inputs_with_a_new_seed(render_worker, flow, requester, reply_to, photo_bytes, voice_bytes):
+async def test_again_reuses_the_inputs_with_a_new_seed(
+    render_worker, flow, requester, reply_to, photo_bytes, voice_bytes
+):
     job = await flow.submit(requester, reply_to, RenderRequest(photo=photo_bytes, audio=voice_bytes, seed=5))
     other = Requester("telegram", "presser", requester.server_id)
     repeat = await flow.again(job.id, other)
@@ -416,7 +439,9 @@ async def test_status_message_and_chat_settings_round_trip(flow, requester, repl
 
     chat = requester.server_id
     assert (await flow.chat_settings.get("discord", chat))["captions"] is True
-    updated = await flow.chat_settings.update("discord", chat, captions=False, default_voice="de-male", allowed_channels=[1, 2])
+    updated = await flow.chat_settings.update(
+        "discord", chat, captions=False, default_voice="de-male", allowed_channels=[1, 2]
+    )
     assert updated["captions"] is False and updated["allowed_channels"] == [1, 2]
     assert (await flow.chat_settings.get("discord", chat))["default_voice"] == "de-male"
     assert (await flow.chat_settings.get("telegram", chat))["default_voice"] is None  # per platform

@@ -54,7 +54,9 @@ def worker_process(drill_settings, tmp_path):
         assert child.pid != process.pid
 
 
-async def test_render_process_killed_mid_render_is_taken_over(drill_settings, worker_process, requester, reply_to, photo_bytes):
+async def test_render_process_killed_mid_render_is_taken_over(
+    drill_settings, worker_process, requester, reply_to, photo_bytes
+):
     flow = RequestFlow.from_settings(drill_settings)
     try:
         job = await flow.submit(

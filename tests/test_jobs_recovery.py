@@ -17,7 +17,9 @@ from avatarbot.tasks.jobs import JobOptions
 pytestmark = pytest.mark.timeout(180)
 
 
-async def test_orphaned_job_is_requeued_when_a_worker_starts(render_worker, celery_app, settings, flow, requester, reply_to, photo_bytes, voice_bytes):
+async def test_orphaned_job_is_requeued_when_a_worker_starts(
+    render_worker, celery_app, settings, flow, requester, reply_to, photo_bytes, voice_bytes
+):
     from avatarbot.tasks.recovery import orphaned_jobs, requeue_orphans
 
     job = await flow.submit(requester, reply_to, RenderRequest(photo=photo_bytes, audio=voice_bytes))
@@ -54,7 +56,9 @@ async def test_an_abandoned_delivery_is_offered_again(flow, requester, reply_to)
     await updates.aclose()
 
 
-async def test_redis_outage_refuses_submits_politely_and_watchers_resume(tmp_path, base_settings, requester, reply_to, photo_bytes, voice_bytes):
+async def test_redis_outage_refuses_submits_politely_and_watchers_resume(
+    tmp_path, base_settings, requester, reply_to, photo_bytes, voice_bytes
+):
     from avatarbot.tasks.redis_server import start_redis_server
 
     server = start_redis_server(tmp_path / "redis")
@@ -62,7 +66,9 @@ async def test_redis_outage_refuses_submits_politely_and_watchers_resume(tmp_pat
     flow = RequestFlow.from_settings(settings)
     try:
         platform = "outage"
-        job = flow.store.create(requester.__class__(platform, requester.user_id, None), reply_to, JobOptions("lite", "fast", 1.0, 1), {})
+        job = flow.store.create(
+            requester.__class__(platform, requester.user_id, None), reply_to, JobOptions("lite", "fast", 1.0, 1), {}
+        )
         updates = flow.updates(platform, poll_s=0.05)
         assert (await asyncio.wait_for(updates.__anext__(), 5)).id == job.id
         server.stop()
@@ -82,7 +88,9 @@ async def test_redis_outage_refuses_submits_politely_and_watchers_resume(tmp_pat
         server.stop()
 
 
-def test_render_via_queue_writes_the_clip_and_reports_progress(render_worker, engine_slowdown, settings, photo_bytes, tmp_path):
+def test_render_via_queue_writes_the_clip_and_reports_progress(
+    render_worker, engine_slowdown, settings, photo_bytes, tmp_path
+):
     from avatarbot.tasks.client import render_via_queue
 
     engine_slowdown(0.05)  # 25 frames: long enough for the client's polls to see it running

@@ -6,10 +6,10 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import media_samples as samples
 import numpy as np
 import pytest
 
-import media_samples as samples
 from avatarbot import messages
 from avatarbot.errors import (
     AudioTooLongError,

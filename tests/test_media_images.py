@@ -3,13 +3,12 @@ and fitting to the engine's size buckets."""
 
 from __future__ import annotations
 
-
+import media_samples as samples
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
 from skimage import data as skdata
 
-import media_samples as samples
 from avatarbot import messages
 from avatarbot.errors import (
     AnimatedImageError,

@@ -17,7 +17,6 @@ from avatarbot.errors import EncodeError, RenderCancelled
 from avatarbot.media import ffmpeg as ffmpeg_module
 from avatarbot.media.audio import load_audio
 from avatarbot.media.types import Audio
-from avatarbot.settings import LimitsSettings
 from avatarbot.media.video import (
     THUMBNAIL_MAX_BYTES,
     THUMBNAIL_MAX_SIDE,
@@ -26,6 +25,7 @@ from avatarbot.media.video import (
     make_thumbnail,
     probe,
 )
+from avatarbot.settings import LimitsSettings
 
 SAMPLE_RATE = 16000
 

@@ -70,7 +70,7 @@ async def test_submit_over_quota_is_refused_before_the_inputs_are_read(settings,
         await flow.close()
 
 
-async def test_discord_refuses_over_quota_without_downloading(settings, restore_endpoints, photo_bytes, voice_bytes):
+async def test_discord_refuses_over_quota_without_downloading(settings, restore_endpoints, photo_bytes, voice_bytes):  # noqa: F811 - the fixture imported above
     """The Discord adapter asks the quota before fetching attachments from the CDN."""
     from avatarbot import messages
     from tests.test_discord import discord_settings, running_bot, started_fake
@@ -83,7 +83,9 @@ async def test_discord_refuses_over_quota_without_downloading(settings, restore_
             async def animate():
                 photo = fake.add_attachment(photo_bytes, "face.jpg", "image/jpeg", width=256, height=256)
                 voice = fake.add_attachment(voice_bytes, f"hello{len(fake.cdn)}.wav", "audio/wav")
-                interaction = await fake.slash_command(user, "animate", {}, attachments={"photo": photo, "voice": voice})
+                interaction = await fake.slash_command(
+                    user, "animate", {}, attachments={"photo": photo, "voice": voice}
+                )
                 await fake.wait_for(lambda: interaction.followups, 30, "the follow-up")
                 return interaction
 

@@ -158,7 +158,10 @@ async def test_discord_refuses_any_host_but_its_cdn_without_making_a_request():
                 continue  # the named host itself
             with pytest.raises(errors.InputError):
                 await attachments.download(_discord_attachment(url), named, session)
-        for url in (f"http://cdn.discordapp.com@127.0.0.1:{trap.port}/x.png", f"http://u:p@127.0.0.1:{trap.port}/x.png"):
+        for url in (
+            f"http://cdn.discordapp.com@127.0.0.1:{trap.port}/x.png",
+            f"http://u:p@127.0.0.1:{trap.port}/x.png",
+        ):
             with pytest.raises(errors.InputError):
                 await attachments.download(_discord_attachment(url), named, session)
         assert trap.connections == 0, trap.request_lines
@@ -223,7 +226,11 @@ async def telegram_fake():
 def _telegram_settings(fake, *, base_file_url: str | None = None, **limits) -> Settings:
     return Settings(
         limits=limits,
-        telegram={"token": TELEGRAM_TOKEN, "base_url": fake.base_url, "base_file_url": base_file_url or fake.base_file_url},
+        telegram={
+            "token": TELEGRAM_TOKEN,
+            "base_url": fake.base_url,
+            "base_file_url": base_file_url or fake.base_file_url,
+        },
     )
 
 
@@ -344,7 +351,9 @@ async def test_no_temporary_files_are_left_by_a_full_cycle_or_by_failures(
         await asyncio.to_thread(_wait_until_released, flow.store, cancelled.id)
         # A render whose engine dies halfway through the frames (a GPU fault, say).
         with _engine_that_dies_after(settings, frames=10):
-            crashed = await flow.submit(_requester(), target, RenderRequest(photo=photo_bytes, audio=voice_bytes, seed=8))
+            crashed = await flow.submit(
+                _requester(), target, RenderRequest(photo=photo_bytes, audio=voice_bytes, seed=8)
+            )
             failed = await asyncio.to_thread(wait_for_job, flow.store, crashed.id, "failed", CLIP_WAIT_S)
         assert failed.user_message and "simulated" not in failed.user_message  # the fault's text stays internal
     finally:
@@ -529,7 +538,9 @@ async def test_the_telegram_token_stays_out_of_logs_messages_errors_and_redis(
         await _until(lambda: [c for c in tg.calls if c.method == "sendMessage" and c.status == 400], "the 400")
         await asyncio.sleep(1)  # let the failures run their course (retries, apologies)
         # Nothing still rendering, so the temp-file check below sees a settled process.
-        await asyncio.to_thread(_wait_jobs_settled, config, "telegram", lambda job: int(job.reply_target.chat_id) in tg.chat_ids)
+        await asyncio.to_thread(
+            _wait_jobs_settled, config, "telegram", lambda job: int(job.reply_target.chat_id) in tg.chat_ids
+        )
 
     sent = [repr(c.params) + c.method for c in tg.calls]
     assert not [text for text in sent if TELEGRAM_TOKEN in text]
@@ -619,7 +630,9 @@ def _wait_jobs_settled(settings, platform: str, mine) -> None:
 
     store = JobStore.from_settings(settings)
     try:
-        wait_for(lambda: not [j for j in store.list_jobs(platform) if mine(j) and j.state in ACTIVE_STATES], CLIP_WAIT_S)
+        wait_for(
+            lambda: not [j for j in store.list_jobs(platform) if mine(j) and j.state in ACTIVE_STATES], CLIP_WAIT_S
+        )
     finally:
         store.redis.close()
 

@@ -18,8 +18,8 @@ from avatarbot.bots.telegram.bot import TelegramBot
 from avatarbot.settings import TelegramSettings
 from avatarbot.tasks.jobs import JobStore
 from tests import media_samples
-from tests.media_samples import probe_mp4
 from tests.fake_telegram import TOKEN, FakeTelegram
+from tests.media_samples import probe_mp4
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -92,8 +92,14 @@ async def test_voice_note_reply_in_a_forum_topic_gets_a_clip_in_that_topic(tg, t
     topic = tg.topic(chat, "Talking heads")
     async with running_bot(tg_settings):
         photo = tg.send(chat, alice, photo=samples["photo"], topic=topic)
-        voice = tg.send(chat, alice, voice=samples["voice"], voice_duration=round(samples["voice_seconds"]),
-                        reply_to=photo, topic=topic)
+        voice = tg.send(
+            chat,
+            alice,
+            voice=samples["voice"],
+            voice_duration=round(samples["voice_seconds"]),
+            reply_to=photo,
+            topic=topic,
+        )
         status = await tg.wait_for("sendMessage", _replies_to(voice))
         assert status.params["text"] == messages.TELEGRAM_CHECKING  # at once, before the files are fetched
         assert status.params["message_thread_id"] == topic["message_id"]
@@ -149,8 +155,9 @@ async def test_animate_without_photo_or_text_replies_with_help(tg, tg_settings, 
     chat = tg.group()
     async with running_bot(tg_settings):
         bare = tg.send(chat, alice, text="/animate")
-        await tg.wait_for("sendMessage", lambda c: c.params["text"] == messages.TELEGRAM_ANIMATE_HELP
-                          and _replies_to(bare)(c))
+        await tg.wait_for(
+            "sendMessage", lambda c: c.params["text"] == messages.TELEGRAM_ANIMATE_HELP and _replies_to(bare)(c)
+        )
         photo = tg.send(chat, alice, photo=samples["photo"])
         empty = tg.send(chat, alice, text="/animate@avatar_test_bot", reply_to=photo)
         await tg.wait_for("sendMessage", _replies_to(empty))
@@ -244,8 +251,9 @@ async def test_voice_reply_to_someone_elses_text_in_a_group_is_ignored(tg, tg_se
 
 
 # --- restart and exactly-once ---------------------------------------------------------------------
-async def test_bot_restarted_between_render_and_delivery_delivers_exactly_once(tg, tg_settings, samples,
-                                                                                engine_slowdown):
+async def test_bot_restarted_between_render_and_delivery_delivers_exactly_once(
+    tg, tg_settings, samples, engine_slowdown
+):
     engine_slowdown(0.1)  # the render outlives the first bot process
     alice = tg.user()
     chat = tg.group(forum=True)
@@ -345,9 +353,19 @@ async def test_a_bad_update_does_not_stop_the_bot(tg, tg_settings):
     alice = tg.user()
     chat = tg.private_chat(alice)
     async with running_bot(tg_settings):
-        tg._push({"message": {"message_id": 5, "date": 0, "chat": chat, "from": alice,
-                              "photo": [{"file_id": "missing", "file_unique_id": "m", "width": 9, "height": 9}],
-                              "caption": "/animate hi", "caption_entities": [{"type": "bot_command", "offset": 0, "length": 8}]}})
+        tg._push(
+            {
+                "message": {
+                    "message_id": 5,
+                    "date": 0,
+                    "chat": chat,
+                    "from": alice,
+                    "photo": [{"file_id": "missing", "file_unique_id": "m", "width": 9, "height": 9}],
+                    "caption": "/animate hi",
+                    "caption_entities": [{"type": "bot_command", "offset": 0, "length": 8}],
+                }
+            }
+        )
         tg._push({"callback_query": {"id": "q1", "from": alice, "chat_instance": "x", "data": "a:nope"}})
         bad_photo = {"message_id": 5}
         answer = await tg.wait_for("sendMessage", _replies_to(bad_photo))
@@ -381,8 +399,9 @@ async def test_progress_edits_respect_the_group_flood_limit(tg, tg_settings, sam
         photo = tg.send(chat, alice, photo=samples["photo"])
         voice = tg.send(chat, alice, voice=samples["voice"], reply_to=photo)
         status = await tg.wait_for("sendMessage", _replies_to(voice))
-        progress = await tg.wait_for("editMessageText", lambda c: "▰" in c.params["text"] or "▱" in c.params["text"],
-                                     timeout=CLIP_WAIT_S)
+        progress = await tg.wait_for(
+            "editMessageText", lambda c: "▰" in c.params["text"] or "▱" in c.params["text"], timeout=CLIP_WAIT_S
+        )
         await _wait_clip(tg, voice)
     assert progress.params["message_id"] == status.result["message_id"]
     assert progress.params["text"].split()[0] in {"Preparing", "Rendering", "Encoding"}
@@ -396,8 +415,9 @@ async def test_progress_edits_respect_the_group_flood_limit(tg, tg_settings, sam
 
 async def test_clip_fits_a_small_upload_limit_and_falls_back_to_a_document(tg, settings, render_worker, samples):
     limit = 60_000
-    telegram = TelegramSettings(token=TOKEN, base_url=tg.base_url, base_file_url=tg.base_file_url,
-                                upload_limit_bytes=limit)
+    telegram = TelegramSettings(
+        token=TOKEN, base_url=tg.base_url, base_file_url=tg.base_file_url, upload_limit_bytes=limit
+    )
     small = settings.model_copy(update={"telegram": telegram})
     alice = tg.user()
     chat = tg.private_chat(alice)
@@ -417,8 +437,9 @@ async def test_self_hosted_bot_api_in_local_mode(tmp_path, settings, render_work
     server = FakeTelegram(local_dir=tmp_path / "telegram-bot-api")
     await server.start()
     try:
-        telegram = TelegramSettings(token=TOKEN, base_url=server.base_url, base_file_url=server.base_file_url,
-                                    local_mode=True)
+        telegram = TelegramSettings(
+            token=TOKEN, base_url=server.base_url, base_file_url=server.base_file_url, local_mode=True
+        )
         local = settings.model_copy(update={"telegram": telegram})
         alice = server.user()
         chat = server.private_chat(alice)
@@ -464,8 +485,14 @@ async def test_avatarbot_telegram_command_runs_stops_and_never_logs_the_token(tg
         "AVATARBOT_DATA_DIR": str(tg_settings.data_dir),
     }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "avatarbot", "-v", "telegram", env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "avatarbot",
+        "-v",
+        "telegram",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     try:
         await tg.wait_for("getUpdates", timeout=60)
@@ -488,8 +515,15 @@ def test_avatarbot_telegram_without_a_token_says_so(tmp_path):
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("AVATARBOT_")}
-    result = subprocess.run([sys.executable, "-m", "avatarbot", "telegram"], env=env, capture_output=True,
-                            text=True, timeout=60, cwd=tmp_path, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "avatarbot", "telegram"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
     assert result.returncode == 2
     assert "telegram.token" in result.stderr
 
@@ -497,8 +531,13 @@ def test_avatarbot_telegram_without_a_token_says_so(tmp_path):
 async def test_only_allowed_chats_and_bot_admins_are_answered(tg, settings, render_worker):
     alice, admin = tg.user(1, "Alice"), tg.user(2, "Root")
     allowed, other = tg.group(1), tg.group(2)
-    telegram = TelegramSettings(token=TOKEN, base_url=tg.base_url, base_file_url=tg.base_file_url,
-                                allowed_chats=[allowed["id"]], admins=[admin["id"]])
+    telegram = TelegramSettings(
+        token=TOKEN,
+        base_url=tg.base_url,
+        base_file_url=tg.base_file_url,
+        allowed_chats=[allowed["id"]],
+        admins=[admin["id"]],
+    )
     gated = settings.model_copy(update={"telegram": telegram})
     async with running_bot(gated):
         tg.send(other, alice, text="/start")
@@ -527,8 +566,9 @@ async def test_cancel_button_under_the_status_message(tg, tg_settings, samples, 
         query = tg.press(status.result, alice, cancel_data)
         answer = await tg.wait_for("answerCallbackQuery", lambda c: c.params["callback_query_id"] == query)
         assert answer.params["text"] == messages.TELEGRAM_CANCELLING
-        final = await tg.wait_for("editMessageText", lambda c: c.params["text"] == messages.CANCELLED,
-                                  timeout=CLIP_WAIT_S)
+        final = await tg.wait_for(
+            "editMessageText", lambda c: c.params["text"] == messages.CANCELLED, timeout=CLIP_WAIT_S
+        )
     assert final.params["message_id"] == status.result["message_id"]
     assert "reply_markup" not in final.params  # no Cancel button left on a finished job
     [job] = _jobs(tg_settings, tg)

@@ -87,10 +87,15 @@ async def test_send_video_multipart_keeps_upload_and_thumbnail(fake, bot):
     topic = fake.topic(chat)
     request = fake.send(chat, alice, voice=b"v", topic=topic)
     sent = await bot.send_video(
-        chat_id=chat["id"], video=InputFile(b"\x00\x00\x00\x18ftypmp42video", filename="clip.mp4"),
-        width=320, height=240, duration=3, supports_streaming=True,
+        chat_id=chat["id"],
+        video=InputFile(b"\x00\x00\x00\x18ftypmp42video", filename="clip.mp4"),
+        width=320,
+        height=240,
+        duration=3,
+        supports_streaming=True,
         thumbnail=InputFile(_jpeg(32, 24), filename="thumb.jpg"),
-        message_thread_id=topic["message_id"], reply_parameters=ReplyParameters(request["message_id"]),
+        message_thread_id=topic["message_id"],
+        reply_parameters=ReplyParameters(request["message_id"]),
     )
     call = fake.calls_to("sendVideo")[0]
     assert call.file("video").data.endswith(b"ftypmp42video")

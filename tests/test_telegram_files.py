@@ -17,8 +17,9 @@ from tests.fake_telegram import TOKEN, FakeTelegram
 def _settings(fake: FakeTelegram, *, max_download_bytes: int = 1000, local_mode: bool = False) -> Settings:
     return Settings(
         limits={"max_download_bytes": max_download_bytes},
-        telegram=TelegramSettings(token=TOKEN, base_url=fake.base_url, base_file_url=fake.base_file_url,
-                                  local_mode=local_mode),
+        telegram=TelegramSettings(
+            token=TOKEN, base_url=fake.base_url, base_file_url=fake.base_file_url, local_mode=local_mode
+        ),
     )
 
 
@@ -33,8 +34,9 @@ async def fake():
 async def _fetch(fake: FakeTelegram, data: bytes, settings: Settings, declared: int | None = None) -> bytes:
     file_id, _ = fake.add_file(data, "voice", "oga")
     async with Bot(TOKEN, base_url=fake.base_url, base_file_url=fake.base_file_url) as bot:
-        return await files.fetch(bot, Attachment(file_id, declared if declared is not None else len(data), "voice"),
-                                 settings)
+        return await files.fetch(
+            bot, Attachment(file_id, declared if declared is not None else len(data), "voice"), settings
+        )
 
 
 async def test_small_file_is_fetched(fake):

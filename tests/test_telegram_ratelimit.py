@@ -102,8 +102,12 @@ async def test_a_caller_can_make_an_edit_an_answer():
         return True
 
     await limiter.process_request(call, ("first",), {}, "sendMessage", {"chat_id": 1}, None)  # the bucket is empty
-    progress = asyncio.create_task(limiter.process_request(call, ("progress",), {}, "editMessageText", {"chat_id": 1}, None))
+    progress = asyncio.create_task(
+        limiter.process_request(call, ("progress",), {}, "editMessageText", {"chat_id": 1}, None)
+    )
     await asyncio.sleep(0)
-    refusal = asyncio.create_task(limiter.process_request(call, ("refusal",), {}, "editMessageText", {"chat_id": 1}, ANSWER))
+    refusal = asyncio.create_task(
+        limiter.process_request(call, ("refusal",), {}, "editMessageText", {"chat_id": 1}, ANSWER)
+    )
     await asyncio.gather(progress, refusal)
     assert order == ["first", "refusal", "progress"]

@@ -37,9 +37,7 @@ ARABIC = "مرحبا بكم في عالم الصور المتحركة"
 HEBREW = "שלום, מה שלומך היום?"
 
 
-def make_settings(
-    engine: str = "offline", max_text_chars: int = 500, default_voice: str = "en-female"
-) -> Settings:
+def make_settings(engine: str = "offline", max_text_chars: int = 500, default_voice: str = "en-female") -> Settings:
     return Settings(
         tts=TTSSettings(engine=engine, edge_timeout_s=EDGE_TIMEOUT_S, default_voice=default_voice),
         limits=LimitsSettings(max_text_chars=max_text_chars),
@@ -73,9 +71,7 @@ def edge_at(monkeypatch):
         monkeypatch.delenv(name.lower(), raising=False)
 
     def point(port: int) -> None:
-        monkeypatch.setattr(
-            edge_tts.communicate, "WSS_URL", f"wss://127.0.0.1:{port}/edge/v1?TrustedClientToken=test"
-        )
+        monkeypatch.setattr(edge_tts.communicate, "WSS_URL", f"wss://127.0.0.1:{port}/edge/v1?TrustedClientToken=test")
 
     return point
 
@@ -347,9 +343,7 @@ def test_catalog_names_and_edge_voices_are_well_formed():
 def test_every_catalog_voice_exists_in_the_installed_espeak_ng():
     languages = subprocess.run(["espeak-ng", "--voices"], capture_output=True, text=True, check=True).stdout
     installed = {line.split()[1] for line in languages.splitlines()[1:]}
-    variants = subprocess.run(
-        ["espeak-ng", "--voices=variant"], capture_output=True, text=True, check=True
-    ).stdout
+    variants = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True, check=True).stdout
     for voice in list_voices():
         language, _, variant = voice.espeak.partition("+")
         assert language in installed, voice

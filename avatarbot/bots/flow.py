@@ -49,8 +49,8 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -265,7 +265,8 @@ class RequestFlow:
 
     async def _media(self, function, *args, **kwargs):
         return await asyncio.get_running_loop().run_in_executor(
-            self._media_pool, functools.partial(function, *args, **kwargs))
+            self._media_pool, functools.partial(function, *args, **kwargs)
+        )
 
     def _create_and_enqueue(
         self, requester: Requester, reply_to: ReplyTarget, inputs: _Inputs, options: JobOptions, asked_seed: int | None
@@ -418,7 +419,9 @@ class RequestFlow:
                     else faces_json(load_photo(png, self.settings.limits))
                 )
             except BlobMissingError as error:
-                raise InputsExpiredError(messages.INPUTS_EXPIRED, detail=f"job {job_id}: blob {error} expired") from error
+                raise InputsExpiredError(
+                    messages.INPUTS_EXPIRED, detail=f"job {job_id}: blob {error} expired"
+                ) from error
             seed = secrets.randbelow(SEED_RANGE)
             options = JobOptions(**{**job.options.__dict__, "seed": seed})
             notes = [note for note in job.notes if note == messages.NO_FACE_NOTE]
@@ -480,4 +483,3 @@ class RequestFlow:
             blob_redis.close()
         if self._celery is not None:
             self._celery.close()
-

@@ -90,7 +90,9 @@ async def _deliver(flow, job: Job, out: Path) -> Path:
     if job.state == CANCELLED:
         error_type = RenderCancelled
     else:
-        error_type = {"render_timeout": RenderTimeoutError, "encode_failed": EncodeError}.get(job.error_code, RenderError)
+        error_type = {"render_timeout": RenderTimeoutError, "encode_failed": EncodeError}.get(
+            job.error_code, RenderError
+        )
     raise error_type(job.user_message or messages.RENDER_FAILED, detail=f"job {job.id}: {job.error_code}")
 
 

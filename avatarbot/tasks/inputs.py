@@ -17,6 +17,7 @@ from avatarbot.media.types import Audio, Face, Photo
 
 SAMPLE_RATE = 16_000  # what every engine consumes (whisper features, DESIGN §6)
 
+
 def photo_png(rgb: np.ndarray) -> bytes:
     from PIL import Image
 

@@ -469,7 +469,7 @@ class JobStore:
         pipe = self.redis.pipeline(transaction=False)
         for job_id in job_ids:
             pipe.zrank(self.key("queue"), job_id)
-        return {job_id: None if r is None else r + 1 for job_id, r in zip(job_ids, pipe.execute())}
+        return {job_id: None if r is None else r + 1 for job_id, r in zip(job_ids, pipe.execute(), strict=True)}
 
     def active_count(self, platform: str, user_id: str) -> int:
         return self.redis.scard(self.key("active", platform, user_id))
@@ -504,7 +504,9 @@ class JobStore:
         }  # fmt: skip
         return self._end(job_id, token, DONE, fields)
 
-    def fail(self, job_id: str, token: str | None, *, code: str, user_message: str, notes: list[str] | None = None) -> bool:
+    def fail(
+        self, job_id: str, token: str | None, *, code: str, user_message: str, notes: list[str] | None = None
+    ) -> bool:
         """Mark failed. `token` None: no lease check (the job never reached a worker)."""
         fields: dict[str, Any] = {"error_code": code, "user_message": user_message}
         if notes is not None:

@@ -120,9 +120,21 @@ class Quotas:
              now: float, mode: str, pending_user: int = 0, pending_server: int = 0) -> None:  # fmt: skip
         verdict, wait = self._check(
             args=[
-                self.prefix, platform, user_id, server_id or "", job_id, now,
-                limits.max_concurrent_per_user, limits.max_per_user_per_hour, limits.max_per_server_per_hour,
-                WINDOW_S, mode, UNRECORDED_GRACE_S, pending_user, pending_server, PENDING_RETRY_HINT_S,
+                self.prefix,
+                platform,
+                user_id,
+                server_id or "",
+                job_id,
+                now,
+                limits.max_concurrent_per_user,
+                limits.max_per_user_per_hour,
+                limits.max_per_server_per_hour,
+                WINDOW_S,
+                mode,
+                UNRECORDED_GRACE_S,
+                pending_user,
+                pending_server,
+                PENDING_RETRY_HINT_S,
             ]
         )
         if verdict == "ok":

@@ -107,9 +107,7 @@ def find_voice(name: str) -> Voice:
     voice = _BY_NAME.get(key) or _BY_LANGUAGE.get(key)
     if voice is None:
         shown = name.strip()[:MAX_ECHOED_NAME]
-        raise UnknownVoiceError(
-            messages.unknown_voice(shown, _suggestions(key)), detail=f"unknown voice {name!r}"
-        )
+        raise UnknownVoiceError(messages.unknown_voice(shown, _suggestions(key)), detail=f"unknown voice {name!r}")
     return voice
 
 

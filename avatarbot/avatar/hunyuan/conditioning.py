@@ -78,9 +78,9 @@ class LlavaPromptEncoder:
     def encode(self, prompt: str, image: np.ndarray) -> PromptEmbeddings:
         device = self.llava.device
         text = PROMPT_TEMPLATE.format(prompt) + IMAGE_SUFFIX
-        ids = self.tokenizer(text, add_special_tokens=True, truncation=True, max_length=self.template_tokens + TEXT_MAX_TOKENS)[
-            "input_ids"
-        ]
+        ids = self.tokenizer(
+            text, add_special_tokens=True, truncation=True, max_length=self.template_tokens + TEXT_MAX_TOKENS
+        )["input_ids"]
         image_token = getattr(self.llava.config, "image_token_id", None)
         if image_token is None:
             image_token = self.llava.config.image_token_index

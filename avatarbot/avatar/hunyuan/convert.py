@@ -113,7 +113,9 @@ RULES: list[_Rule] = [
     _Rule(re.compile(rf"txt_in\.input_embedder\.{_P}"), _rename(r"context_embedder.proj_in.\g<param>")),
     _Rule(
         re.compile(rf"txt_in\.t_embedder\.mlp\.(?P<i>[02])\.{_P}"),
-        lambda m: [f"context_embedder.time_text_embed.timestep_embedder.linear_{1 if m['i'] == '0' else 2}.{m['param']}"],
+        lambda m: [
+            f"context_embedder.time_text_embed.timestep_embedder.linear_{1 if m['i'] == '0' else 2}.{m['param']}"
+        ],
     ),
     _Rule(
         re.compile(rf"txt_in\.c_embedder\.linear_(?P<i>[12])\.{_P}"),
@@ -121,7 +123,9 @@ RULES: list[_Rule] = [
     ),
     _Rule(re.compile(rf"{_REFINER}\.norm(?P<i>[12])\.{_P}"), _rename(rf"{_OUR_REFINER}.norm\g<i>.\g<param>")),
     _Rule(
-        re.compile(rf"{_REFINER}\.self_attn_qkv\.{_P}"), _qkv(_OUR_REFINER + ".attn", ("to_q", "to_k", "to_v")), _split_thirds
+        re.compile(rf"{_REFINER}\.self_attn_qkv\.{_P}"),
+        _qkv(_OUR_REFINER + ".attn", ("to_q", "to_k", "to_v")),
+        _split_thirds,
     ),
     _Rule(re.compile(rf"{_REFINER}\.self_attn_proj\.{_P}"), _rename(rf"{_OUR_REFINER}.attn.to_out.0.\g<param>")),
     _Rule(re.compile(rf"{_REFINER}\.mlp\.fc1\.{_P}"), _rename(rf"{_OUR_REFINER}.ff.net.0.proj.\g<param>")),
@@ -155,7 +159,11 @@ RULES: list[_Rule] = [
     # double-stream blocks
     _Rule(re.compile(rf"{_DOUBLE}\.img_mod\.linear\.{_P}"), _rename(rf"{_OUR_DOUBLE}.norm1.linear.\g<param>")),
     _Rule(re.compile(rf"{_DOUBLE}\.txt_mod\.linear\.{_P}"), _rename(rf"{_OUR_DOUBLE}.norm1_context.linear.\g<param>")),
-    _Rule(re.compile(rf"{_DOUBLE}\.img_attn_qkv\.{_P}"), _qkv(_OUR_DOUBLE + ".attn", ("to_q", "to_k", "to_v")), _split_thirds),
+    _Rule(
+        re.compile(rf"{_DOUBLE}\.img_attn_qkv\.{_P}"),
+        _qkv(_OUR_DOUBLE + ".attn", ("to_q", "to_k", "to_v")),
+        _split_thirds,
+    ),
     _Rule(
         re.compile(rf"{_DOUBLE}\.txt_attn_qkv\.{_P}"),
         _qkv(_OUR_DOUBLE + ".attn", ("add_q_proj", "add_k_proj", "add_v_proj")),
@@ -186,7 +194,9 @@ RULES: list[_Rule] = [
     _Rule(re.compile(rf"{_SINGLE}\.modulation\.linear\.{_P}"), _rename(rf"{_OUR_SINGLE}.norm.linear.\g<param>")),
     # output
     _Rule(re.compile(rf"final_layer\.linear\.{_P}"), _rename(r"proj_out.\g<param>")),
-    _Rule(re.compile(rf"final_layer\.adaLN_modulation\.1\.{_P}"), _rename(r"norm_out.linear.\g<param>"), _swap_shift_scale),
+    _Rule(
+        re.compile(rf"final_layer\.adaLN_modulation\.1\.{_P}"), _rename(r"norm_out.linear.\g<param>"), _swap_shift_scale
+    ),
 ]
 
 
@@ -265,7 +275,9 @@ def convert_transformer_state_dict(
         problems += _limited("scale in the fp8 map with no fp8 weight", sorted(set(fp8_scales) - used_scales))
 
     weights = {k: v for k, v in converted.items() if not k.endswith(FP8_SCALE_SUFFIX)}
-    problems += _limited("missing (our model needs it, the checkpoint lacks it)", sorted(set(expected_shapes) - set(weights)))
+    problems += _limited(
+        "missing (our model needs it, the checkpoint lacks it)", sorted(set(expected_shapes) - set(weights))
+    )
     problems += _limited("left over (mapped to a name our model lacks)", sorted(set(weights) - set(expected_shapes)))
     wrong = [
         f"{k}: checkpoint {tuple(v.shape)}, model {tuple(expected_shapes[k])}"
@@ -367,7 +379,10 @@ def save_sharded(state: dict[str, torch.Tensor], directory: Path, stem: str, con
         name = f"{stem}-{i:05d}-of-{len(shards):05d}.safetensors"
         save_file(shard, directory / name)
         weight_map.update(dict.fromkeys(shard, name))
-    index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in state.values())}, "weight_map": weight_map}
+    index = {
+        "metadata": {"total_size": sum(t.numel() * t.element_size() for t in state.values())},
+        "weight_map": weight_map,
+    }
     (directory / f"{stem}.safetensors.index.json").write_text(json.dumps(index, indent=2))
 
 

@@ -49,7 +49,9 @@ class AudioProjection(nn.Module):
     """Whisper window of one video frame -> a few tokens in the transformer's width (a 3-layer MLP,
     upstream `audio_proj`)."""
 
-    def __init__(self, window: int, num_states: int, channels: int, intermediate_dim: int, output_dim: int, tokens: int):
+    def __init__(
+        self, window: int, num_states: int, channels: int, intermediate_dim: int, output_dim: int, tokens: int
+    ):
         super().__init__()
         self.tokens = tokens
         self.output_dim = output_dim
@@ -194,7 +196,9 @@ class HunyuanAvatarTransformer3DModel(ModelMixin, ConfigMixin):
 
         self.transformer_blocks = nn.ModuleList(
             [
-                HunyuanVideoTransformerBlock(num_attention_heads, attention_head_dim, mlp_ratio=mlp_ratio, qk_norm=qk_norm)
+                HunyuanVideoTransformerBlock(
+                    num_attention_heads, attention_head_dim, mlp_ratio=mlp_ratio, qk_norm=qk_norm
+                )
                 for _ in range(num_layers)
             ]
         )

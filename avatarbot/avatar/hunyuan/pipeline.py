@@ -82,14 +82,18 @@ class HunyuanVideoAvatarPipeline:
             module.to(self.device if offload == "none" else "cpu")
 
     @classmethod
-    def from_pretrained(cls, directory, dtype: str = "bf16", offload: str = "none", compile: bool = False, device="cuda"):
+    def from_pretrained(
+        cls, directory, dtype: str = "bf16", offload: str = "none", compile: bool = False, device="cuda"
+    ):
         from avatarbot.avatar.hunyuan.weights import load_components
 
         helper_dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
         parts = load_components(directory, dtype=dtype, device="cpu", helper_dtype=helper_dtype)
         if compile:
             parts.transformer.compile_repeated_blocks(fullgraph=False)
-        return cls(parts.transformer, parts.vae, parts.prompt_encoder, parts.audio_encoder, device=device, offload=offload)
+        return cls(
+            parts.transformer, parts.vae, parts.prompt_encoder, parts.audio_encoder, device=device, offload=offload
+        )
 
     # --- device juggling -----------------------------------------------------------------------
     def _helper_modules(self) -> list[torch.nn.Module]:
@@ -246,12 +250,26 @@ class HunyuanVideoAvatarPipeline:
                 args = (chunk, float(timesteps[step]), ref)
                 is_full = step in full
                 cond = self._predict(
-                    *args, cond_prompt, heard, step_mask, motion_values, fps,
-                    caches["cond"] if caches else None, frames, is_full,
+                    *args,
+                    cond_prompt,
+                    heard,
+                    step_mask,
+                    motion_values,
+                    fps,
+                    caches["cond"] if caches else None,
+                    frames,
+                    is_full,
                 )
                 uncond = self._predict(
-                    *args, uncond_prompt, silent, step_mask, motion_values, fps,
-                    caches["uncond"] if caches else None, frames, is_full,
+                    *args,
+                    uncond_prompt,
+                    silent,
+                    step_mask,
+                    motion_values,
+                    fps,
+                    caches["uncond"] if caches else None,
+                    frames,
+                    is_full,
                 )
                 velocity = schedule.apply_guidance(uncond, cond, phase.scale)
                 stepped = schedule.euler_step(chunk, velocity, float(sigmas[step]), float(sigmas[step + 1]))

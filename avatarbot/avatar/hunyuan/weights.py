@@ -58,7 +58,9 @@ def _check_safetensors_dir(directory: Path, what: str) -> list[str]:
             shards = set(json.loads(index.read_text())["weight_map"].values())
         except (ValueError, KeyError) as exc:
             return problems + [f"{what}: index {index} is unreadable ({exc})"]
-        problems += [f"{what}: shard {directory / s} is missing" for s in sorted(shards) if not (directory / s).is_file()]
+        problems += [
+            f"{what}: shard {directory / s} is missing" for s in sorted(shards) if not (directory / s).is_file()
+        ]
     elif not single.is_file():
         problems.append(f"{what}: no {WEIGHTS_STEM}.safetensors in {directory}")
     return problems
@@ -132,7 +134,10 @@ def load_transformer(directory: Path, dtype: str = "bf16", device: str = "cpu"):
         state = fp8.quantize_state_dict(state, stored_fp8)
     if stored_fp8:
         fp8.swap_block_linears(model, only=stored_fp8)
-    state = {k: (v if v.dtype == torch.float8_e4m3fn or k.endswith(fp8.SCALE_SUFFIX) else v.to(torch.bfloat16)) for k, v in state.items()}
+    state = {
+        k: (v if v.dtype == torch.float8_e4m3fn or k.endswith(fp8.SCALE_SUFFIX) else v.to(torch.bfloat16))
+        for k, v in state.items()
+    }
     model.load_state_dict(state, strict=True, assign=True)
     return model.to(device).eval()
 

@@ -108,8 +108,9 @@ class TelegramBot:
         except TelegramError as error:
             log.warning("could not set the command list: %s", error)
         await application.start()
-        await application.updater.start_polling(timeout=POLL_TIMEOUT, bootstrap_retries=-1,
-                                                error_callback=self._on_poll_error)
+        await application.updater.start_polling(
+            timeout=POLL_TIMEOUT, bootstrap_retries=-1, error_callback=self._on_poll_error
+        )
         self.delivery.start()
         log.info("telegram bot @%s is running", application.bot.username)
         try:
@@ -174,9 +175,13 @@ class TelegramBot:
         """A reply in the same chat and topic. Failing to say something is logged, not raised."""
         try:
             return await call_with_retries(
-                message.get_bot().send_message, chat_id=message.chat_id, text=text[: MessageLimit.MAX_TEXT_LENGTH],
+                message.get_bot().send_message,
+                chat_id=message.chat_id,
+                text=text[: MessageLimit.MAX_TEXT_LENGTH],
                 message_thread_id=message.message_thread_id if message.is_topic_message else None,
-                reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True), **kwargs)
+                reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
+                **kwargs,
+            )
         except TelegramError as error:
             log.warning("reply in chat %s failed: %s", message.chat_id, error)
             return None
@@ -197,8 +202,9 @@ class TelegramBot:
     def _requester(message: Message) -> Requester:
         user = message.from_user
         server = None if message.chat.type == ChatType.PRIVATE else str(message.chat_id)
-        return Requester(platform=PLATFORM, user_id=str(user.id), server_id=server,
-                         display_name=user.full_name if user else "")
+        return Requester(
+            platform=PLATFORM, user_id=str(user.id), server_id=server, display_name=user.full_name if user else ""
+        )
 
     # --- commands --------------------------------------------------------------------------------
     async def _on_start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -206,8 +212,12 @@ class TelegramBot:
 
     async def _on_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         limits = self.settings.limits
-        await self._reply(update.effective_message, messages.telegram_help(
-            limits.max_audio_seconds, limits.max_text_chars, files.download_limit(self.settings)))
+        await self._reply(
+            update.effective_message,
+            messages.telegram_help(
+                limits.max_audio_seconds, limits.max_text_chars, files.download_limit(self.settings)
+            ),
+        )
 
     async def _on_voices(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         from avatarbot.tts.voices import list_voices
@@ -224,8 +234,11 @@ class TelegramBot:
     async def _active_job(self, message: Message):
         """The newest unfinished job of this user in this chat."""
         jobs = await asyncio.to_thread(self.flow.store.list_jobs, PLATFORM, ACTIVE_STATES)
-        mine = [job for job in jobs if job.requester.user_id == str(message.from_user.id)
-                and job.reply_target.chat_id == str(message.chat_id)]
+        mine = [
+            job
+            for job in jobs
+            if job.requester.user_id == str(message.from_user.id) and job.reply_target.chat_id == str(message.chat_id)
+        ]
         return mine[-1] if mine else None
 
     async def _on_cancel(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -251,9 +264,14 @@ class TelegramBot:
         current = await self.flow.chat_settings.get(PLATFORM, str(chat.id))
         args = context.args or []
         if not args:
-            await self._reply(message, messages.telegram_settings(
-                current.get("default_voice") or self.settings.tts.default_voice,
-                current.get("quality") or self.settings.render.quality, bool(current.get(CAPTION_REQUESTS))))
+            await self._reply(
+                message,
+                messages.telegram_settings(
+                    current.get("default_voice") or self.settings.tts.default_voice,
+                    current.get("quality") or self.settings.render.quality,
+                    bool(current.get(CAPTION_REQUESTS)),
+                ),
+            )
             return
         if not await self._is_chat_admin(chat.id, chat.type, message.from_user.id):
             await self._reply(message, messages.TELEGRAM_SETTINGS_ADMINS_ONLY)
@@ -315,8 +333,10 @@ class TelegramBot:
         sound = parsed.sound
         if sound is not None and sound.duration is not None and sound.duration > limits.max_audio_seconds:
             # Telegram tells us the length: no need to download a recording we would refuse.
-            raise AudioTooLongError(messages.audio_too_long(sound.duration, limits.max_audio_seconds),
-                                    detail=f"{sound.kind} of {sound.duration}s")
+            raise AudioTooLongError(
+                messages.audio_too_long(sound.duration, limits.max_audio_seconds),
+                detail=f"{sound.kind} of {sound.duration}s",
+            )
         requester = self._requester(message)
         async with self.flow.intake(requester):  # a refusal costs no download
             await self._acknowledge_and_create(message, parsed, chat_config, requester)
@@ -354,18 +374,28 @@ class TelegramBot:
         if parsed.sound is not None:
             audio = await call_with_retries(files.fetch, bot=bot, attachment=parsed.sound, settings=self.settings)
         reply_to = ReplyTarget(
-            chat_id=str(message.chat_id), message_id=str(message.message_id),
+            chat_id=str(message.chat_id),
+            message_id=str(message.message_id),
             thread_id=str(message.message_thread_id) if message.is_topic_message else None,
         )
-        request = RenderRequest(photo=photo, audio=audio, text=parsed.text,
-                                voice_name=chat_config.get("default_voice"), quality=chat_config.get("quality"))
+        request = RenderRequest(
+            photo=photo,
+            audio=audio,
+            text=parsed.text,
+            voice_name=chat_config.get("default_voice"),
+            quality=chat_config.get("quality"),
+        )
         return await self.flow.submit(requester, reply_to, request)
 
     async def _edit_answer(self, answer: Message, text: str) -> None:
         try:
-            await call_with_retries(answer.get_bot().edit_message_text, chat_id=answer.chat_id,
-                                    message_id=answer.message_id, text=text[: MessageLimit.MAX_TEXT_LENGTH],
-                                    rate_limit_args=ratelimit.ANSWER)  # the request's outcome, not progress
+            await call_with_retries(
+                answer.get_bot().edit_message_text,
+                chat_id=answer.chat_id,
+                message_id=answer.message_id,
+                text=text[: MessageLimit.MAX_TEXT_LENGTH],
+                rate_limit_args=ratelimit.ANSWER,
+            )  # the request's outcome, not progress
         except TelegramError as error:
             log.warning("could not edit the answer in chat %s: %s", answer.chat_id, error)
 
@@ -378,16 +408,20 @@ class TelegramBot:
         if answer is not None:
             # Through the status board: it spaces edits in a chat by Telegram's flood limits. Ahead
             # of progress edits: this one tells the sender their request was taken.
-            self.delivery.status.show(answer.chat_id, job.id, answer.message_id, text, keyboard,
-                                      priority=ratelimit.ANSWER)
+            self.delivery.status.show(
+                answer.chat_id, job.id, answer.message_id, text, keyboard, priority=ratelimit.ANSWER
+            )
             await self.flow.set_status_message(job.id, str(answer.message_id))
             return
         try:
             status = await call_with_retries(
-                self.application.bot.send_message, chat_id=int(target.chat_id), text=text,
+                self.application.bot.send_message,
+                chat_id=int(target.chat_id),
+                text=text,
                 message_thread_id=int_or_none(target.thread_id),
                 reply_parameters=ReplyParameters(int(target.message_id), allow_sending_without_reply=True),
-                reply_markup=keyboard)
+                reply_markup=keyboard,
+            )
         except TelegramError as error:
             log.warning("status message for job %s failed: %s", job.id, error)
             return
@@ -434,11 +468,12 @@ class TelegramBot:
         try:
             new_job = await self.flow.again(job.id, requester)
         except AvatarbotError as error:
-            await query.answer(error.user_message[: 200])
+            await query.answer(error.user_message[:200])
             return
         await query.answer(messages.TELEGRAM_AGAIN_STARTED)
         if not new_job.duplicate:
             await self._post_status(new_job)
+
 
 def build_application(settings: Settings, flow: RequestFlow | None = None) -> Application:
     """The PTB Application for these settings (handlers wired; not started)."""

@@ -42,13 +42,21 @@ def decode(data: str | None) -> ButtonPress | None:
 
 
 def clip_keyboard(job_id: str) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup([[
-        InlineKeyboardButton(messages.TELEGRAM_BUTTON_AGAIN, callback_data=encode(AGAIN, job_id)),
-        InlineKeyboardButton(messages.TELEGRAM_BUTTON_DELETE, callback_data=encode(DELETE, job_id)),
-    ]])
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(messages.TELEGRAM_BUTTON_AGAIN, callback_data=encode(AGAIN, job_id)),
+                InlineKeyboardButton(messages.TELEGRAM_BUTTON_DELETE, callback_data=encode(DELETE, job_id)),
+            ]
+        ]
+    )
 
 
 def status_keyboard(job_id: str) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup([[
-        InlineKeyboardButton(messages.TELEGRAM_BUTTON_CANCEL, callback_data=encode(CANCEL, job_id)),
-    ]])
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(messages.TELEGRAM_BUTTON_CANCEL, callback_data=encode(CANCEL, job_id)),
+            ]
+        ]
+    )

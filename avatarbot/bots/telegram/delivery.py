@@ -42,7 +42,7 @@ def int_or_none(value: str | None) -> int | None:
 
 
 async def status_text(flow: RequestFlow, job) -> str:
-    """"Queued — 3rd in line", or the progress bar with stage and ETA."""
+    """ "Queued — 3rd in line", or the progress bar with stage and ETA."""
     if job.state == "queued":
         return messages.queued(job.queue_position or await flow.queue_position(job.id))
     return messages.progress(job.stage or job.state, job.step, job.total, job.eta_s)
@@ -90,8 +90,13 @@ class Delivery:
         chat_id = int(target.chat_id)
         if job.active:
             if job.status_message_id:
-                self.status.show(chat_id, job.id, int(job.status_message_id), await status_text(self.flow, job),
-                                 buttons.status_keyboard(job.id))
+                self.status.show(
+                    chat_id,
+                    job.id,
+                    int(job.status_message_id),
+                    await status_text(self.flow, job),
+                    buttons.status_keyboard(job.id),
+                )
             if job.state != "queued":
                 await self.status.chat_action(chat_id, int_or_none(target.thread_id))
         elif job.finished and not job.delivered and job.id not in self._delivering:
@@ -139,18 +144,27 @@ class Delivery:
         with clip, open(clip.path, "rb") as handle:  # noqa: ASYNC230 (opening a local temp file is instant)
             try:
                 sent = await call_with_retries(
-                    self.bot.send_video, video=InputFile(handle, filename="clip.mp4", read_file_handle=False),
-                    width=clip.width, height=clip.height, duration=max(1, round(clip.duration)),
+                    self.bot.send_video,
+                    video=InputFile(handle, filename="clip.mp4", read_file_handle=False),
+                    width=clip.width,
+                    height=clip.height,
+                    duration=max(1, round(clip.duration)),
                     thumbnail=InputFile(clip.thumbnail, filename="thumbnail.jpg") if clip.thumbnail else None,
-                    supports_streaming=True, **UPLOAD_TIMEOUTS, **common)
+                    supports_streaming=True,
+                    **UPLOAD_TIMEOUTS,
+                    **common,
+                )
                 kind = "video"
             except BadRequest as error:
                 # Telegram refused it as a video (e.g. an odd encoding): a plain file still works.
                 log.warning("sendVideo for job %s refused (%s); sending a document", job.id, error)
                 handle.seek(0)
                 sent = await call_with_retries(
-                    self.bot.send_document, document=InputFile(handle, filename="clip.mp4", read_file_handle=False),
-                    **UPLOAD_TIMEOUTS, **common)
+                    self.bot.send_document,
+                    document=InputFile(handle, filename="clip.mp4", read_file_handle=False),
+                    **UPLOAD_TIMEOUTS,
+                    **common,
+                )
                 kind = "document"
         await self._remove_status(job)
         return {"chat_id": target.chat_id, "message_id": str(sent.message_id), "as": kind}
@@ -161,15 +175,22 @@ class Delivery:
         target = job.reply_target
         if job.status_message_id:
             try:
-                await call_with_retries(self.bot.edit_message_text, text=text, chat_id=int(target.chat_id),
-                                        message_id=int(job.status_message_id))
+                await call_with_retries(
+                    self.bot.edit_message_text,
+                    text=text,
+                    chat_id=int(target.chat_id),
+                    message_id=int(job.status_message_id),
+                )
                 return {"chat_id": target.chat_id, "message_id": job.status_message_id, "as": "edit"}
             except BadRequest as error:
                 log.info("status message of job %s not editable (%s); replying instead", job.id, error)
         sent = await call_with_retries(
-            self.bot.send_message, chat_id=int(target.chat_id), text=text,
+            self.bot.send_message,
+            chat_id=int(target.chat_id),
+            text=text,
             message_thread_id=int_or_none(target.thread_id),
-            reply_parameters=ReplyParameters(int(target.message_id), allow_sending_without_reply=True))
+            reply_parameters=ReplyParameters(int(target.message_id), allow_sending_without_reply=True),
+        )
         return {"chat_id": target.chat_id, "message_id": str(sent.message_id), "as": "reply"}
 
     async def _remove_status(self, job) -> None:

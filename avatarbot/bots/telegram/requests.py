@@ -109,8 +109,9 @@ def command_args(words: str | None, command: str, bot_username: str | None) -> s
     return (match["rest"] or "").strip()
 
 
-def parse(message: Message, bot_username: str | None, *, captions_allowed: bool = False,
-          bot_id: int | None = None) -> Parsed:
+def parse(
+    message: Message, bot_username: str | None, *, captions_allowed: bool = False, bot_id: int | None = None
+) -> Parsed:
     replied = replied_message(message)
     replied_to_bot = bool(replied and replied.from_user and bot_id and replied.from_user.id == bot_id)
     own_photo = photo_of(message)

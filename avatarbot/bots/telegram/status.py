@@ -44,8 +44,15 @@ class StatusBoard:
         self._editing: dict[str, asyncio.Lock] = {}  # job id -> held while its edit is in flight
         self._finished: dict[str, None] = {}  # insertion-ordered set
 
-    def show(self, chat_id: int, job_id: str, message_id: int, text: str,
-             markup: InlineKeyboardMarkup | None = None, priority: int | None = None) -> None:
+    def show(
+        self,
+        chat_id: int,
+        job_id: str,
+        message_id: int,
+        text: str,
+        markup: InlineKeyboardMarkup | None = None,
+        priority: int | None = None,
+    ) -> None:
         """Ask for the status message to say `text`, soon (throttled). `priority`: the rate
         limiter's, e.g. ANSWER for the edit that tells the sender their request was taken; a
         newer text waiting in its place keeps it."""
@@ -108,8 +115,13 @@ class StatusBoard:
                 try:
                     # rate_limit_args only where asked: a plain Bot (not the Application's ExtBot) has none.
                     priority = {} if wanted.priority is None else {"rate_limit_args": wanted.priority}
-                    await self._bot.edit_message_text(wanted.text, chat_id=chat_id, message_id=wanted.message_id,
-                                                      reply_markup=wanted.markup, **priority)
+                    await self._bot.edit_message_text(
+                        wanted.text,
+                        chat_id=chat_id,
+                        message_id=wanted.message_id,
+                        reply_markup=wanted.markup,
+                        **priority,
+                    )
                     self._shown[job_id] = wanted.text
                 except BadRequest as error:
                     # "message is not modified" or the message was deleted: nothing to retry.
