@@ -184,8 +184,9 @@ def test_same_seed_same_frames_other_seed_differs(pipeline):
 
 
 def test_sliding_windows_and_step_cache_run_past_one_window():
-    """A small window (5 latent frames = 17 video frames) makes a 2 s clip (50 frames, 13 latent
-    frames) span 3 windows per step; with 10 steps the cache schedule runs 6 steps in full."""
+    """A small window (5 latent frames = 17 video frames) makes a 2 s clip (50 frames) loop over
+    upstream's (55 // 16 + 1) * 4 + 1 = 17 latent frames, 4 windows per step; with 10 steps the
+    cache schedule runs 6 steps in full."""
     from avatarbot.avatar.hunyuan import schedule
 
     small = tiny_pipeline(latent_window=5)
@@ -198,9 +199,10 @@ def test_sliding_windows_and_step_cache_run_past_one_window():
     )
     cached = small(image=_photo().rgb, audio=audio, num_inference_steps=10, quality=64, step_cache=True)
     assert cached.shape == (50, 64, 64, 3)
-    assert calls == {"all": 10 * 3 * 2, "first_block": 6 * 3 * 2}  # steps x windows x guidance branches
+    assert schedule.denoise_length(50, window=5) == 17
+    assert calls == {"all": 10 * 4 * 2, "first_block": 6 * 4 * 2}  # steps x windows x guidance branches
     uncached = small(image=_photo().rgb, audio=audio, num_inference_steps=10, quality=64, step_cache=False)
-    assert calls["first_block"] == 36 + 60
+    assert calls["first_block"] == 48 + 80
     assert not np.array_equal(cached, uncached)
 
 

@@ -203,7 +203,7 @@ class HunyuanVideoAvatarPipeline:
         if num_frames is None:
             num_frames = max(1, int(np.ceil(len(audio) / schedule.WHISPER_SAMPLE_RATE * DEFAULT_FPS - 1e-6)))
         window = self.latent_window
-        out_latents = schedule.latent_frames_for(num_frames)
+        out_latents = schedule.decoded_latents(num_frames, window)
         total = schedule.denoise_length(num_frames, window)
 
         # Conditioning, each encoder on the GPU only while it works.
