@@ -335,3 +335,105 @@ def test_engine_refuses_an_incomplete_weights_directory(tmp_path):
         HunyuanEngine.from_settings(HunyuanSettings(weights_dir=tmp_path))
     assert caught.value.user_message == messages.RENDER_FAILED
     assert "transformer" in caught.value.detail
+
+
+# --- the VAE as upstream runs it -------------------------------------------------------------------
+def _tiny_vae(seed=0):
+    from diffusers import AutoencoderKLHunyuanVideo
+
+    torch.manual_seed(seed)
+    return AutoencoderKLHunyuanVideo(
+        latent_channels=4, block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4
+    ).eval()  # fmt: skip
+
+
+def upstream_temporal_tiled_decode(vae, z):
+    """Upstream's temporal tiling at decode, restated from hymm_sp/vae/autoencoder_kl_causal_3d.py
+    with its sizes (sample_tsize 64, overlap 1/4): tiles of 16 + 1 latent frames every 12; each tile
+    after the first drops its first frame; its first 64 / 4 = 16 frames blend linearly (weights
+    k / 16) into the previous tile's last 16, in place; the first tile keeps 49 frames, the others 48."""
+    tiles = []
+    for start in range(0, z.shape[2], 12):
+        decoded = vae.decoder(vae.post_quant_conv(z[:, :, start : start + 17]))
+        tiles.append(decoded if start == 0 else decoded[:, :, 1:])
+    kept = []
+    for i, tile in enumerate(tiles):
+        if i == 0:
+            kept.append(tile[:, :, :49])
+            continue
+        n = min(16, tiles[i - 1].shape[2], tile.shape[2])
+        weight = (torch.arange(n, dtype=tile.dtype) / n).view(1, 1, n, 1, 1)
+        tile[:, :, :n] = tiles[i - 1][:, :, -n:] * (1 - weight) + tile[:, :, :n] * weight
+        kept.append(tile[:, :, :48])
+    return torch.cat(kept, dim=2)
+
+
+def test_pipeline_vae_uses_upstreams_tiles(pipeline):
+    vae = pipeline.vae
+    assert vae.use_tiling and vae.use_framewise_decoding and vae.use_framewise_encoding
+    assert (vae.tile_sample_min_num_frames, vae.tile_sample_stride_num_frames) == (64, 48)
+    assert (vae.tile_sample_min_height, vae.tile_sample_min_width) == (256, 256)
+    assert (vae.tile_sample_stride_height, vae.tile_sample_stride_width) == (192, 192)
+
+
+def test_vae_decodes_33_latent_frames_in_upstreams_temporal_tiles():
+    """diffusers' defaults (16 + 1 frames, stride 12) would give a different video; with upstream's
+    64 / 48 the decode equals upstream's rule written out above."""
+    from avatarbot.avatar.hunyuan.vae import configure_vae
+
+    vae = configure_vae(_tiny_vae())
+    z = torch.randn(1, 4, 33, 4, 4, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ours = vae.decode(z).sample
+        expected = upstream_temporal_tiled_decode(vae, z)
+        vae.enable_tiling(tile_sample_min_num_frames=16, tile_sample_stride_num_frames=12)
+        diffusers_default = vae.decode(z).sample
+    assert ours.shape == expected.shape == (1, 3, 129, 32, 32)
+    torch.testing.assert_close(ours, expected)
+    assert (diffusers_default - expected).abs().max() > 1e-3
+
+
+def test_vae_mid_block_attention_is_causal_only_when_the_config_says_so():
+    """Upstream's default (mid_block_causal_attn off): the mid-block attention lets every latent
+    frame see every other, i.e. it ignores the causal mask diffusers' mid-block passes. With the
+    setting on, diffusers' own masked attention runs. Both mid-blocks (encoder and decoder)."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+    from diffusers.models.autoencoders.autoencoder_kl_hunyuan_video import prepare_causal_attention_mask
+
+    from avatarbot.avatar.hunyuan.vae import VaeRuntime, configure_vae
+
+    frames, pixels = 3, 16
+    x = torch.randn(1, frames * pixels, 8, generator=torch.Generator().manual_seed(4))
+    causal_mask = prepare_causal_attention_mask(frames, pixels, x.dtype, x.device, batch_size=1)
+    full, causal = (configure_vae(_tiny_vae(), VaeRuntime(mid_block_causal_attn=c)) for c in (False, True))
+    with torch.no_grad():
+        for coder in ("encoder", "decoder"):
+            attention = getattr(full, coder).mid_block.attentions[0]
+            unmasked = AttnProcessor2_0()(attention, x, attention_mask=None)
+            masked = AttnProcessor2_0()(attention, x, attention_mask=causal_mask)
+            torch.testing.assert_close(attention(x, attention_mask=causal_mask), unmasked)
+            torch.testing.assert_close(
+                getattr(causal, coder).mid_block.attentions[0](x, attention_mask=causal_mask), masked
+            )
+            assert (unmasked - masked).abs().max() > 1e-4
+        z = torch.randn(1, 4, frames, 4, 4, generator=torch.Generator().manual_seed(5))
+        assert (full.decode(z).sample - causal.decode(z).sample).abs().max() > 1e-4
+
+
+def test_reference_latents_are_a_posterior_sample_drawn_from_the_jobs_generator(pipeline):
+    """Upstream samples the posterior (not its mode); a seeded generator makes it reproducible."""
+    pixels = _photo(64, 64).rgb
+    a = pipeline._reference_latents(pixels, torch.Generator().manual_seed(5))
+    b = pipeline._reference_latents(pixels, torch.Generator().manual_seed(5))
+    c = pipeline._reference_latents(pixels, torch.Generator().manual_seed(6))
+    video = (
+        torch.from_numpy(pixels).float().div(127.5).sub(1).permute(2, 0, 1)[None, :, None].expand(-1, -1, 129, -1, -1)
+    )
+    with torch.no_grad():
+        posterior = pipeline.vae.encode(video).latent_dist
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)
+    scale = pipeline.vae.config.scaling_factor
+    noise = (a / scale - posterior.mean) / posterior.std
+    assert not torch.allclose(a, posterior.mode() * scale)
+    torch.testing.assert_close(noise, torch.randn(noise.shape, generator=torch.Generator().manual_seed(5)))

@@ -30,6 +30,7 @@ from avatarbot.avatar.hunyuan.conditioning import (
     full_prompt,
 )
 from avatarbot.avatar.hunyuan.model import BlockCache
+from avatarbot.avatar.hunyuan.vae import VaeRuntime, configure_vae
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +61,15 @@ class HunyuanVideoAvatarPipeline:
         audio_encoder,
         device: str | torch.device = "cpu",
         offload: str = "none",
-        vae_tiling: bool = True,
         latent_window: int = schedule.LATENT_WINDOW,
+        vae_runtime: VaeRuntime | None = None,
     ):
         self.transformer, self.vae = transformer, vae
         self.prompt_encoder, self.audio_encoder = prompt_encoder, audio_encoder
         self.device = torch.device(device)
         self.offload = offload
         self.latent_window = latent_window
-        if vae_tiling and hasattr(vae, "enable_tiling"):
-            vae.enable_tiling()
+        configure_vae(vae, vae_runtime)  # upstream's tiles and mid-block attention
         if offload == "block":
             # No CUDA-stream prefetching: it assumes every forward runs the same blocks in the same
             # order, and cached steps run only the last one.
@@ -92,7 +92,13 @@ class HunyuanVideoAvatarPipeline:
         if compile:
             parts.transformer.compile_repeated_blocks(fullgraph=False)
         return cls(
-            parts.transformer, parts.vae, parts.prompt_encoder, parts.audio_encoder, device=device, offload=offload
+            parts.transformer,
+            parts.vae,
+            parts.prompt_encoder,
+            parts.audio_encoder,
+            device=device,
+            offload=offload,
+            vae_runtime=parts.vae_runtime,
         )
 
     # --- device juggling -----------------------------------------------------------------------
@@ -120,13 +126,16 @@ class HunyuanVideoAvatarPipeline:
         return self.transformer.x_embedder.proj.weight.dtype  # never fp8 (only block linears are)
 
     # --- conditioning --------------------------------------------------------------------------
-    def _reference_latents(self, pixels: np.ndarray) -> torch.Tensor:
-        """The photo repeated over one window of video frames, through the VAE (as upstream)."""
+    def _reference_latents(self, pixels: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+        """The photo repeated over one window of video frames, through the VAE, a sample of the
+        posterior (hymm_sp/sample_inference_audio.py: `latent_dist.sample()`). Upstream draws it
+        from the unseeded global RNG; we draw it from the job's generator, so a seed still
+        reproduces a clip."""
         frames = schedule.video_frames_for(self.latent_window)
         video = torch.from_numpy(np.array(pixels)).float().div(127.5).sub(1.0).permute(2, 0, 1)
         video = video[None, :, None].expand(-1, -1, frames, -1, -1)
         with self._on_device(self.vae):
-            latents = self.vae.encode(video.to(self.device, self.vae.dtype)).latent_dist.mode()
+            latents = self.vae.encode(video.to(self.device, self.vae.dtype)).latent_dist.sample(generator)
         return latents.float() * self.vae.config.scaling_factor
 
     def _face_mask(self, box, width: int, height: int, latent_h: int, latent_w: int) -> torch.Tensor:
@@ -215,7 +224,8 @@ class HunyuanVideoAvatarPipeline:
         audio_all = features.new_zeros((schedule.VAE_TIME_STRIDE * total, *features.shape[1:]))
         audio_all[:num_frames] = features
         silent = audio_all.new_zeros((schedule.video_frames_for(window), *features.shape[1:]))[None]
-        ref = self._reference_latents(pixels).to(self.device)
+        generator = torch.Generator("cpu").manual_seed(seed)
+        ref = self._reference_latents(pixels, generator).to(self.device)
         latent_h, latent_w = ref.shape[-2:]
         mask = self._face_mask(face_box, width, height, latent_h, latent_w)
         exp_bucket, pose_bucket = schedule.motion_buckets(motion)
@@ -226,7 +236,6 @@ class HunyuanVideoAvatarPipeline:
         )
         fps = torch.full((1,), DEFAULT_FPS, device=self.device)
 
-        generator = torch.Generator("cpu").manual_seed(seed)
         channels = self.transformer.config.in_channels
         latents = torch.randn((1, channels, total, latent_h, latent_w), generator=generator).to(self.device)
         sigmas = schedule.flow_sigmas(num_inference_steps)
