@@ -440,38 +440,83 @@ def test_check_weights_lists_what_is_missing(tmp_path):
 
 
 # --- numerical equivalence with the official computation ------------------------------------------
-def _official_forward(W, c, x, t, ref, txt, pooled, audio, mask, m_exp, m_pose, fps):
-    """The official HYVideoDiffusionTransformer forward (audio variant), written out with plain
-    torch ops on the official tensor names: the yardstick our converted model must match."""
+class _OfficialOps:
+    """Plain torch ops on the official tensor names, shared by the official forward and refiner."""
+
+    def __init__(self, W, c, batch):
+        self.W, self.c, self.b = W, c, batch
+        self.h, self.heads = HIDDEN, c["num_attention_heads"]
+
+    def lin(self, name, v):
+        return torch.nn.functional.linear(v, self.W[f"{name}.weight"], self.W.get(f"{name}.bias"))
+
+    def affine_ln(self, v, name, eps):
+        return torch.nn.functional.layer_norm(v, (self.h,), self.W[f"{name}.weight"], self.W[f"{name}.bias"], eps=eps)
+
+    def sinusoid_embed(self, name, values):
+        freqs = torch.exp(-np.log(10000) * torch.arange(128, dtype=torch.float32) / 128)
+        args = values.float()[:, None] * freqs[None]
+        emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+        return self.lin(f"{name}.mlp.2", torch.nn.functional.silu(self.lin(f"{name}.mlp.0", emb)))
+
+    def heads_of(self, v):
+        return v.reshape(self.b, v.shape[1], self.heads, self.h // self.heads)
+
+    def attention(self, q, k, v, allowed=None):
+        out = torch.nn.functional.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=allowed
+        )
+        return out.transpose(1, 2).reshape(self.b, -1, self.h)
+
+
+def official_refiner(W, c, txt, t, text_mask=None):
+    """Upstream's SingleTokenRefiner (hymm_sp/modules/token_refiner.py) with its mask rules: the
+    context vector is the mean over rows marked valid; in attention a row marked valid sees the
+    valid rows, a row marked invalid sees only row 0 (column 0 is always allowed)."""
+    ops = _OfficialOps(W, c, txt.shape[0])
     F = torch.nn.functional
-    h, heads = HIDDEN, c["num_attention_heads"]
-    head = h // heads
-    b = x.shape[0]
+    allowed = None
+    if text_mask is None:
+        context = txt.mean(1)
+    else:
+        weights = text_mask.float()[..., None]
+        context = (txt * weights).sum(1) / weights.sum(1)
+        valid = text_mask.bool()
+        allowed = valid[:, None, :, None] & valid[:, None, None, :]
+        allowed[..., 0] = True
+    cond = ops.sinusoid_embed("txt_in.t_embedder", t) + ops.lin(
+        "txt_in.c_embedder.linear_2", F.silu(ops.lin("txt_in.c_embedder.linear_1", context))
+    )
+    tx = ops.lin("txt_in.input_embedder", txt)
+    for i in range(c["num_refiner_layers"]):
+        blk = f"txt_in.individual_token_refiner.blocks.{i}"
+        gate_msa, gate_mlp = ops.lin(f"{blk}.adaLN_modulation.1", F.silu(cond)).chunk(2, dim=-1)
+        normed = ops.affine_ln(tx, f"{blk}.norm1", 1e-6)
+        q, k, v = (ops.heads_of(p) for p in ops.lin(f"{blk}.self_attn_qkv", normed).chunk(3, dim=-1))
+        tx = tx + gate_msa[:, None] * ops.lin(f"{blk}.self_attn_proj", ops.attention(q, k, v, allowed))
+        normed = ops.affine_ln(tx, f"{blk}.norm2", 1e-6)
+        tx = tx + gate_mlp[:, None] * ops.lin(f"{blk}.mlp.fc2", F.silu(ops.lin(f"{blk}.mlp.fc1", normed)))
+    return tx
 
-    def lin(name, v):
-        return F.linear(v, W[f"{name}.weight"], W.get(f"{name}.bias"))
 
-    def affine_ln(v, name, eps):
-        return F.layer_norm(v, (h,), W[f"{name}.weight"], W[f"{name}.bias"], eps=eps)
+def _official_forward(W, c, x, t, ref, txt, pooled, audio, mask, m_exp, m_pose, fps, text_mask=None):
+    """The official HYVideoDiffusionTransformer forward (audio variant), written out with plain
+    torch ops on the official tensor names: the yardstick our converted model must match. With a
+    text mask, the double and single blocks join the video with the first text_mask.sum() refined
+    rows (upstream's packed-sequence attention, hymm_sp/modules/parallel_states.get_cu_seqlens);
+    the other rows never reach the video."""
+    F = torch.nn.functional
+    ops = _OfficialOps(W, c, x.shape[0])
+    h, b = HIDDEN, x.shape[0]
+    lin, affine_ln, sinusoid_embed, heads_of, attention = (
+        ops.lin, ops.affine_ln, ops.sinusoid_embed, ops.heads_of, ops.attention
+    )  # fmt: skip
 
     def rms(v, name):
         return v * torch.rsqrt(v.pow(2).mean(-1, keepdim=True) + 1e-6) * W[f"{name}.weight"]
 
     def modulate(v, shift, scale):
         return v * (1 + scale[:, None]) + shift[:, None]
-
-    def sinusoid_embed(name, values):
-        freqs = torch.exp(-np.log(10000) * torch.arange(128, dtype=torch.float32) / 128)
-        args = values.float()[:, None] * freqs[None]
-        emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-        return lin(f"{name}.mlp.2", F.silu(lin(f"{name}.mlp.0", emb)))
-
-    def heads_of(v):
-        return v.reshape(b, v.shape[1], heads, head)
-
-    def attention(q, k, v):
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        return out.transpose(1, 2).reshape(b, -1, h)
 
     frames, gh, gw = x.shape[2], x.shape[3] // 2, x.shape[4] // 2
     # RoPE over (time -1 .. frames-1, row, column), interleaved real pairs
@@ -508,19 +553,9 @@ def _official_forward(W, c, x, t, ref, txt, pooled, audio, mask, m_exp, m_pose, 
     ref_len = first.shape[1]
     img = torch.cat([first, img], dim=1)
 
-    cond = sinusoid_embed("txt_in.t_embedder", t) + lin(
-        "txt_in.c_embedder.linear_2", F.silu(lin("txt_in.c_embedder.linear_1", txt.mean(1)))
-    )
-    tx = lin("txt_in.input_embedder", txt)
-    for i in range(c["num_refiner_layers"]):
-        blk = f"txt_in.individual_token_refiner.blocks.{i}"
-        gate_msa, gate_mlp = lin(f"{blk}.adaLN_modulation.1", F.silu(cond)).chunk(2, dim=-1)
-        q, k, v = (
-            heads_of(p) for p in lin(f"{blk}.self_attn_qkv", affine_ln(tx, f"{blk}.norm1", 1e-6)).chunk(3, dim=-1)
-        )
-        tx = tx + gate_msa[:, None] * lin(f"{blk}.self_attn_proj", attention(q, k, v))
-        normed = affine_ln(tx, f"{blk}.norm2", 1e-6)
-        tx = tx + gate_mlp[:, None] * lin(f"{blk}.mlp.fc2", F.silu(lin(f"{blk}.mlp.fc1", normed)))
+    tx = official_refiner(W, c, txt, t, text_mask)
+    if text_mask is not None:
+        tx = tx[:, : int(text_mask.sum())]
 
     def plain_ln(v):
         return F.layer_norm(v, (h,), eps=1e-6)

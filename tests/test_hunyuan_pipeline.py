@@ -33,7 +33,7 @@ WORDS = [
 TINY_SIZES = {"fast": 64, "standard": 64, "high": 128}
 
 
-def tiny_prompt_encoder():
+def tiny_prompt_encoder(text_tokens="upstream"):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (
         CLIPTextConfig,
@@ -70,12 +70,13 @@ def tiny_prompt_encoder():
                 vocab_size=len(WORDS),
                 hidden_size=16,
                 intermediate_size=32,
-                num_hidden_layers=3,
+                num_hidden_layers=4,  # hidden_states[-3] is then a layer that saw position ids
                 num_attention_heads=2,
                 num_key_value_heads=2,
                 pad_token_id=1,
             ),
             image_token_id=2,
+            pad_token_id=1,
             vision_feature_layer=-2,
             vision_feature_select_strategy="default",
         )
@@ -87,7 +88,9 @@ def tiny_prompt_encoder():
         )
     ).eval()  # fmt: skip
     template_tokens = len(tokenizer(PROMPT_TEMPLATE.split("{}")[0])["input_ids"])
-    return LlavaPromptEncoder(tokenizer, llava, tokenizer, clip, template_tokens=template_tokens)
+    return LlavaPromptEncoder(
+        tokenizer, llava, tokenizer, clip, template_tokens=template_tokens, text_tokens=text_tokens
+    )
 
 
 def tiny_audio_encoder():

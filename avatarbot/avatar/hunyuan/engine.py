@@ -58,7 +58,11 @@ class HunyuanEngine:
         if not torch.cuda.is_available():
             raise errors.RenderError(messages.RENDER_FAILED, detail="engine hunyuan needs a CUDA GPU; none is visible")
         pipeline = HunyuanVideoAvatarPipeline.from_pretrained(
-            hunyuan.weights_dir, dtype=hunyuan.dtype, offload=hunyuan.offload, compile=hunyuan.compile
+            hunyuan.weights_dir,
+            dtype=hunyuan.dtype,
+            offload=hunyuan.offload,
+            compile=hunyuan.compile,
+            text_tokens=hunyuan.text_tokens,
         )
         return cls(
             pipeline,

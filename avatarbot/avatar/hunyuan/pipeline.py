@@ -7,8 +7,9 @@ may be as long as the audio; optionally the step cache (20 of 50 steps run only 
 
 Memory: components not in use can live on the CPU (`offload="model"`), and the transformer's
 blocks can be streamed to the GPU one at a time (`offload="block"`, diffusers group offloading).
-Each guidance branch runs as its own batch of one, so text lengths never need padding and SDPA
-keeps its fast kernels.
+Each guidance branch runs as its own batch of one with its own prompt and text mask (the positive
+and the negative prompt count different rows); the joint attention needs no mask, so SDPA keeps its
+fast kernels.
 """
 
 from __future__ import annotations
@@ -83,12 +84,20 @@ class HunyuanVideoAvatarPipeline:
 
     @classmethod
     def from_pretrained(
-        cls, directory, dtype: str = "bf16", offload: str = "none", compile: bool = False, device="cuda"
+        cls,
+        directory,
+        dtype: str = "bf16",
+        offload: str = "none",
+        compile: bool = False,
+        device="cuda",
+        text_tokens: str = "upstream",
     ):
         from avatarbot.avatar.hunyuan.weights import load_components
 
         helper_dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
-        parts = load_components(directory, dtype=dtype, device="cpu", helper_dtype=helper_dtype)
+        parts = load_components(
+            directory, dtype=dtype, device="cpu", helper_dtype=helper_dtype, text_tokens=text_tokens
+        )
         if compile:
             parts.transformer.compile_repeated_blocks(fullgraph=False)
         return cls(
@@ -151,6 +160,7 @@ class HunyuanVideoAvatarPipeline:
             timestep=torch.full((1,), t, device=self.device),
             ref_latents=ref.to(dtype),
             encoder_hidden_states=prompt.states.to(self.device, dtype),
+            encoder_attention_mask=None if prompt.mask is None else prompt.mask.to(self.device),
             pooled_projections=prompt.pooled.to(self.device, dtype),
             audio_embeds=audio.to(self.device, dtype),
             face_mask=mask.to(dtype),

@@ -149,9 +149,12 @@ def load_transformer(directory: Path, dtype: str = "bf16", device: str = "cpu"):
     return model.to(device).eval()
 
 
-def load_components(directory: Path, dtype: str = "bf16", device: str = "cpu", helper_dtype=None) -> Components:
+def load_components(
+    directory: Path, dtype: str = "bf16", device: str = "cpu", helper_dtype=None, text_tokens: str = "upstream"
+) -> Components:
     """Everything the pipeline needs, on `device`. The text encoders and the VAE load in fp16
-    (as upstream runs them) unless `helper_dtype` says otherwise (fp32 for CPU runs)."""
+    (as upstream runs them) unless `helper_dtype` says otherwise (fp32 for CPU runs).
+    `text_tokens`: which LLaVA rows the transformer sees (conditioning.LlavaPromptEncoder)."""
     import torch
     from transformers import (
         AutoTokenizer,
@@ -181,6 +184,7 @@ def load_components(directory: Path, dtype: str = "bf16", device: str = "cpu", h
         llava=llava,
         clip_tokenizer=AutoTokenizer.from_pretrained(root / TEXT_ENCODER_2_DIR),
         clip=clip,
+        text_tokens=text_tokens,
     )
     audio_encoder = WhisperAudioEncoder(
         WhisperFeatureExtractor.from_pretrained(root / WHISPER_DIR),
