@@ -89,7 +89,13 @@ class HunyuanEngine:
         samples = resample_to_16k(audio.samples, audio.sample_rate)
         frame_count = frame_count_for(audio.duration)
         face = photo.main_face or (photo.faces[0] if photo.faces else None)
-        notes = [] if face is not None else [messages.NO_FACE_NOTE]
+        quality = self.quality_short_side[options.quality]
+        if self.pipeline.face_detector is not None:  # the detector the pipeline will use for the mask
+            pixels = self.pipeline.render_pixels(photo.rgb, quality)
+            face_found = self.pipeline.face_box(photo.rgb, pixels) is not None
+        else:
+            face_found = face is not None
+        notes = [] if face_found else [messages.NO_FACE_NOTE]
 
         def on_step(done: int, total: int) -> None:
             if progress is not None:
@@ -106,7 +112,7 @@ class HunyuanEngine:
                 guidance=self.guidance_scale,
                 step_cache=self.step_cache,
                 motion=options.motion,
-                quality=self.quality_short_side[options.quality],
+                quality=quality,
                 seed=options.seed,
                 callback=on_step,
                 face_box=face.box if face is not None else None,

@@ -64,8 +64,10 @@ class HunyuanVideoAvatarPipeline:
         offload: str = "none",
         latent_window: int = schedule.LATENT_WINDOW,
         vae_runtime: VaeRuntime | None = None,
+        face_detector=None,
     ):
         self.transformer, self.vae = transformer, vae
+        self.face_detector = face_detector  # upstream's (face_detector.UpstreamFaceDetector) or None
         self.prompt_encoder, self.audio_encoder = prompt_encoder, audio_encoder
         self.device = torch.device(device)
         self.offload = offload
@@ -79,6 +81,8 @@ class HunyuanVideoAvatarPipeline:
             )
         else:
             transformer.to(self.device)
+        if face_detector is not None:
+            face_detector.to(self.device)  # a few MB; it runs once per job
         for module in self._helper_modules():
             module.to(self.device if offload == "none" else "cpu")
 
@@ -108,6 +112,7 @@ class HunyuanVideoAvatarPipeline:
             device=device,
             offload=offload,
             vae_runtime=parts.vae_runtime,
+            face_detector=parts.face_detector,
         )
 
     # --- device juggling -----------------------------------------------------------------------
@@ -135,6 +140,24 @@ class HunyuanVideoAvatarPipeline:
         return self.transformer.x_embedder.proj.weight.dtype  # never fp8 (only block linears are)
 
     # --- conditioning --------------------------------------------------------------------------
+    @staticmethod
+    def render_pixels(image: np.ndarray, quality: str | int) -> np.ndarray:
+        """The photo at its render size (a preset name or a short side in pixels)."""
+        short_side = QUALITY_SHORT_SIDE[quality] if isinstance(quality, str) else int(quality)
+        width, height = schedule.render_size(image.shape[1], image.shape[0], short_side)
+        return np.array(Image.fromarray(image).resize((width, height), Image.LANCZOS))
+
+    def face_box(self, image: np.ndarray, pixels: np.ndarray, given=None):
+        """The face box in render pixels that the face mask grows from, or None for none.
+        Upstream's detector, when loaded, looks at the render-size photo as upstream's does;
+        otherwise the box the caller found in `image` (our own detector) is scaled over."""
+        if self.face_detector is not None:
+            return self.face_detector.main_box(pixels)
+        if given is None:
+            return None
+        sx, sy = pixels.shape[1] / image.shape[1], pixels.shape[0] / image.shape[0]
+        return (given[0] * sx, given[1] * sy, given[2] * sx, given[3] * sy)
+
     def _reference_latents(self, pixels: np.ndarray, generator: torch.Generator) -> torch.Tensor:
         """The photo repeated over one window of video frames, through the VAE, a sample of the
         posterior (hymm_sp/sample_inference_audio.py: `latent_dist.sample()`). Upstream draws it
@@ -210,15 +233,13 @@ class HunyuanVideoAvatarPipeline:
 
         image: (H, W, 3) uint8 RGB. audio: 16 kHz mono float32. quality: a preset name or a short
         side in pixels. face_box: (x0, y0, x1, y1) in `image` pixels, None for no face (then the
-        whole frame may move). num_frames: defaults to the audio's length at 25 fps.
+        whole frame may move); ignored when upstream's face detector is loaded (see `face_box`).
+        num_frames: defaults to the audio's length at 25 fps.
         callback(done, total) runs after every step; raise from it to cancel.
         """
-        short_side = QUALITY_SHORT_SIDE[quality] if isinstance(quality, str) else int(quality)
-        width, height = schedule.render_size(image.shape[1], image.shape[0], short_side)
-        pixels = np.array(Image.fromarray(image).resize((width, height), Image.LANCZOS))
-        if face_box is not None:
-            sx, sy = width / image.shape[1], height / image.shape[0]
-            face_box = (face_box[0] * sx, face_box[1] * sy, face_box[2] * sx, face_box[3] * sy)
+        pixels = self.render_pixels(image, quality)
+        height, width = pixels.shape[:2]
+        face_box = self.face_box(image, pixels, face_box)
         if num_frames is None:
             num_frames = max(1, int(np.ceil(len(audio) / schedule.WHISPER_SAMPLE_RATE * DEFAULT_FPS - 1e-6)))
         window = self.latent_window

@@ -243,17 +243,19 @@ def face_mask_box(
     box: tuple[float, float, float, float] | None, width: int, height: int, area: float = FACE_MASK_AREA
 ) -> tuple[int, int, int, int]:
     """The region (x0, y0, x1, y1) where audio may move the picture: the face box grown `area`
-    times around its centre, clipped to the frame; the whole frame when no face was found."""
+    times around its centre, clipped to the frame; the whole frame when no face was found.
+    Upstream's arithmetic (hymm_sp/data_kits/audio_preprocessor.py `get_facemask`): the centre
+    and the half sizes are floor-divided, the bounds truncated to pixels."""
     if box is None:
         return 0, 0, width, height
     x0, y0, x1, y1 = box
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    half_w, half_h = (x1 - x0) * area / 2, (y1 - y0) * area / 2
+    grown_w, grown_h = (x1 - x0) * area, (y1 - y0) * area
+    cx, cy = (x1 + x0) // 2, (y1 + y0) // 2
     return (
-        int(max(cx - half_w, 0)),
-        int(max(cy - half_h, 0)),
-        int(min(cx + half_w, width)),
-        int(min(cy + half_h, height)),
+        int(max(cx - grown_w // 2, 0)),
+        int(max(cy - grown_h // 2, 0)),
+        int(min(cx + grown_w // 2, width)),
+        int(min(cy + grown_h // 2, height)),
     )
 
 

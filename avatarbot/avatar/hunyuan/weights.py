@@ -9,7 +9,8 @@ Layout written by `avatarbot convert-hunyuan`:
     text_encoder/  LLaVA-Llama-3-8B (Hugging Face layout, copied from llava_llama_image/)
     text_encoder_2/ CLIP-L text model + tokenizer
     whisper/       whisper-tiny (model + preprocessor_config.json)
-    face_detector/ upstream's det_align (optional: we find faces with avatarbot.media)
+    face_detector/ upstream's det_align (optional: with detface.pt the face mask comes from it, as
+                   upstream; without, from avatarbot.media's detector)
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ class Components:
     prompt_encoder: Any
     audio_encoder: Any
     vae_runtime: Any
+    face_detector: Any = None  # upstream's, when the converted weights carry it
 
 
 def read_safetensors_dir(directory: Path) -> dict:
@@ -168,6 +170,7 @@ def load_components(
         LlavaPromptEncoder,
         WhisperAudioEncoder,
     )
+    from avatarbot.avatar.hunyuan.face_detector import DETECTOR_FILE, UpstreamFaceDetector
     from avatarbot.avatar.hunyuan.vae import load_vae
 
     root = Path(directory)
@@ -190,4 +193,10 @@ def load_components(
         WhisperFeatureExtractor.from_pretrained(root / WHISPER_DIR),
         WhisperModel.from_pretrained(root / WHISPER_DIR, dtype=torch.float32).encoder.eval(),
     )
-    return Components(transformer, vae, prompt_encoder, audio_encoder, vae_runtime)
+    face_detector = None
+    if (root / FACE_DETECTOR_DIR / DETECTOR_FILE).is_file():
+        face_detector = UpstreamFaceDetector.load(root / FACE_DETECTOR_DIR)
+        log.info("face masks from upstream's detector (%s)", root / FACE_DETECTOR_DIR / DETECTOR_FILE)
+    else:
+        log.info("no %s in the weights: face masks from avatarbot's own face detector", FACE_DETECTOR_DIR)
+    return Components(transformer, vae, prompt_encoder, audio_encoder, vae_runtime, face_detector)
