@@ -16,7 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch = pytest.importorskip("torch")
 
 from avatarbot.avatar.hunyuan import convert, weights
-from avatarbot.avatar.hunyuan.model import TINY_CONFIG, HunyuanAvatarTransformer3DModel
+from avatarbot.avatar.hunyuan.model import TINY_CONFIG, HunyuanAvatarTransformer3DModel, adapter_layers
 
 pytestmark = pytest.mark.gpu
 
@@ -95,7 +95,7 @@ def official_shapes(c=CONFIG) -> dict[str, tuple[int, ...]]:
     timestep_embedder("fps_proj", h)
     linear("before_proj", h, h)
     inner = c["audio_adapter_dim"]
-    for j in range(len(range(1, c["num_layers"], 2))):  # after double blocks 1, 3, 5, ...
+    for j in range(10):  # upstream builds ten (after double blocks 1, 3, ..., 19) whatever the depth
         b = f"audio_adapter_blocks.{j}"
         layer_norm(f"{b}.norm1", h)
         layer_norm(f"{b}.norm2", h)
@@ -111,7 +111,8 @@ def official_state_dict(seed=0):
 
 
 def _convert(state, scales=None):
-    return convert.convert_transformer_state_dict(state, convert.model_shapes(CONFIG), HIDDEN, scales)
+    layers = adapter_layers(CONFIG["num_layers"])
+    return convert.convert_transformer_state_dict(state, convert.model_shapes(CONFIG), HIDDEN, scales, layers)
 
 
 def test_every_official_key_maps_and_the_model_loads_strictly():
@@ -136,6 +137,33 @@ def test_every_official_key_maps_and_the_model_loads_strictly():
     )
     torch.testing.assert_close(ours["ref_proj.weight"], official["before_proj.weight"])
     torch.testing.assert_close(ours["fps_embedder.linear_2.bias"], official["fps_proj.mlp.2.bias"])
+
+
+def test_a_reduced_depth_checkpoint_drops_the_adapters_it_never_calls_and_loads_strictly(caplog):
+    """Upstream builds ten audio adapters; a 2-block model calls only the one after block 1."""
+    official = official_state_dict()
+    assert sum(k.startswith("audio_adapter_blocks.") and k.endswith("to_q.weight") for k in official) == 10
+    with caplog.at_level("INFO", logger="avatarbot.avatar.hunyuan.convert"):
+        ours = _convert(official)
+    assert "dropping the official audio adapters after double blocks 3, 5, 7, 9, 11, 13, 15, 17, 19" in caplog.text
+    HunyuanAvatarTransformer3DModel(**CONFIG).load_state_dict(ours, strict=True)
+    torch.testing.assert_close(ours["audio_adapters.0.to_kv.weight"], official["audio_adapter_blocks.0.to_kv.weight"])
+    # a 6-block model with adapters after blocks 1 and 5 only takes upstream's adapters 0 and 2
+    six = dict(CONFIG, num_layers=6, audio_adapter_layers=(1, 5))
+    deeper = {}
+    for key, tensor in official.items():
+        if key.startswith("double_blocks."):
+            _, block, rest = key.split(".", 2)
+            for offset in (2, 4):  # blocks 2-5 copied from blocks 0-1
+                deeper[f"double_blocks.{int(block) + offset}.{rest}"] = tensor
+    picked = convert.convert_transformer_state_dict(
+        {**official, **deeper}, convert.model_shapes(six), HIDDEN, None, (1, 5)
+    )
+    torch.testing.assert_close(picked["audio_adapters.1.to_q.weight"], official["audio_adapter_blocks.2.to_q.weight"])
+    # without the selection, the strict check still refuses the nine extra adapters
+    with pytest.raises(convert.ConversionError) as caught:
+        convert.convert_transformer_state_dict(official, convert.model_shapes(CONFIG), HIDDEN)
+    assert "left over (mapped to a name our model lacks): audio_adapters.1.norm_audio.bias" in str(caught.value)
 
 
 def test_a_missing_key_is_reported_by_name():

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from avatarbot.avatar.hunyuan import weights as layout
+from avatarbot.avatar.hunyuan.model import adapter_layers
 
 log = logging.getLogger(__name__)
 
@@ -215,19 +216,55 @@ def _limited(kind: str, items: list[str]) -> list[str]:
     return lines
 
 
+# Upstream always builds one audio adapter per entry of this list, whatever the depth
+# (hymm_sp/modules/models_audio.py `double_stream_list`); adapter j follows double block [j].
+UPSTREAM_ADAPTER_LAYERS = tuple(range(1, 20, 2))
+_ADAPTER_KEY = re.compile(r"audio_adapter_blocks\.(?P<j>\d+)\.(?P<rest>.+)")
+
+
+def select_adapters(official: dict, layers: tuple[int, ...]) -> dict:
+    """The official state dict with its audio adapters renumbered for a model whose adapters follow
+    double blocks `layers`; adapters after blocks the model lacks (a reduced-depth checkpoint:
+    upstream builds all ten, a 2-block model calls one) are dropped with a log line. Adapters
+    beyond upstream's list are left for the strict check to report."""
+    ours = {layer: index for index, layer in enumerate(layers)}
+    kept, dropped = {}, set()
+    for key, tensor in official.items():
+        match = _ADAPTER_KEY.fullmatch(key)
+        if match is None or int(match["j"]) >= len(UPSTREAM_ADAPTER_LAYERS):
+            kept[key] = tensor
+            continue
+        layer = UPSTREAM_ADAPTER_LAYERS[int(match["j"])]
+        if layer in ours:
+            kept[f"audio_adapter_blocks.{ours[layer]}.{match['rest']}"] = tensor
+        else:
+            dropped.add(layer)
+    if dropped:
+        log.info(
+            "dropping the official audio adapters after double blocks %s: this model's forward never calls them",
+            ", ".join(map(str, sorted(dropped))),
+        )
+    return kept
+
+
 def convert_transformer_state_dict(
     official: dict[str, torch.Tensor],
     expected_shapes: dict[str, tuple[int, ...]],
     hidden_size: int,
     fp8_scales: dict[str, torch.Tensor] | None = None,
+    adapter_layers: tuple[int, ...] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Map an official transformer state dict onto our names.
 
     `expected_shapes` is our model's state dict shapes (from `model_shapes`). With `fp8_scales`
     (the official map: layer name -> scale), fp8 weights keep their dtype and gain a
     `<layer>.weight_scale` entry (shared by the pieces of a fused q/k/v); every fp8 weight needs a
-    scale and every scale a weight. Raises ConversionError listing every problem.
+    scale and every scale a weight. `adapter_layers`: the double blocks our model's audio adapters
+    follow (see `select_adapters`); None takes the official adapters as they are numbered.
+    Raises ConversionError listing every problem.
     """
+    if adapter_layers is not None:
+        official = select_adapters(official, adapter_layers)
     unmapped, duplicated, bad_split = [], [], []
     converted: dict[str, torch.Tensor] = {}
     used_scales: set[str] = set()
@@ -556,7 +593,8 @@ def convert_checkpoint_dir(src: Path, dst: Path, fp8: bool, config: dict | None 
     if fp8:
         map_file = transformer_dir / OFFICIAL_FP8_MAP_FILE
         scales = unwrap_module(load_official(map_file), map_file)
-    converted = convert_transformer_state_dict(official, model_shapes(config), hidden, scales)
+    layers = adapter_layers(config["num_layers"], config.get("audio_adapter_layers"))
+    converted = convert_transformer_state_dict(official, model_shapes(config), hidden, scales, layers)
     save_sharded(cast_for_storage(converted), dst / layout.TRANSFORMER_DIR, layout.WEIGHTS_STEM, config)
     del official, converted
 

@@ -89,6 +89,12 @@ class AudioAdapter(nn.Module):
         return self.to_out(F.scaled_dot_product_attention(query, key, value))
 
 
+def adapter_layers(num_layers: int, configured: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """The double blocks followed by an audio adapter: `configured`, else every odd one
+    (1, 3, ..., 19 in the 20-block model, as upstream's hymm_sp/modules/models_audio.py)."""
+    return tuple(range(1, num_layers, 2)) if configured is None else tuple(configured)
+
+
 @dataclass
 class BlockCache:
     """The input of the last single-stream block at a full step, split so the pipeline can file
@@ -173,8 +179,7 @@ class HunyuanAvatarTransformer3DModel(ModelMixin, ConfigMixin):
             raise ValueError(f"rope_axes_dim {rope_axes_dim} must sum to attention_head_dim {attention_head_dim}")
         if inner_dim % motion_buckets:
             raise ValueError(f"hidden size {inner_dim} must divide into {motion_buckets} motion buckets")
-        if audio_adapter_layers is None:  # after every odd double block: 1, 3, ..., 19 upstream
-            audio_adapter_layers = tuple(range(1, num_layers, 2))
+        audio_adapter_layers = adapter_layers(num_layers, audio_adapter_layers)
         if any(not 0 <= i < num_layers for i in audio_adapter_layers):
             raise ValueError(f"audio_adapter_layers {audio_adapter_layers} must lie in 0..{num_layers - 1}")
         patch = (patch_size_t, patch_size, patch_size)
