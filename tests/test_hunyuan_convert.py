@@ -684,35 +684,6 @@ def test_converted_model_computes_what_the_official_model_computes():
     torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_a_converted_directory_loads_into_a_working_pipeline(tmp_path):
-    """The real loader on a real (tiny) converted directory: transformer and VAE from our
-    safetensors, LLaVA, CLIP and whisper through transformers' from_pretrained; then a render."""
-    import shutil
-
-    from test_hunyuan_pipeline import _photo, _speech, tiny_prompt_encoder, tiny_whisper
-    from transformers import WhisperFeatureExtractor
-
-    from avatarbot.avatar.hunyuan.pipeline import HunyuanVideoAvatarPipeline
-
-    src = _official_dir(tmp_path / "official")
-    for name in ("llava_llama_image", "text_encoder_2", "whisper-tiny"):
-        shutil.rmtree(src / name)
-    encoders = tiny_prompt_encoder()
-    for name, model in (("llava_llama_image", encoders.llava), ("text_encoder_2", encoders.clip)):
-        model.save_pretrained(src / name)
-        encoders.tokenizer.save_pretrained(src / name)
-    tiny_whisper().save_pretrained(src / "whisper-tiny")
-    WhisperFeatureExtractor().save_pretrained(src / "whisper-tiny")
-    dst = tmp_path / "converted"
-    convert.convert_checkpoint_dir(src, dst, fp8=False, config=CONFIG)
-    assert weights.check_weights(dst) == []
-
-    pipeline = HunyuanVideoAvatarPipeline.from_pretrained(dst, dtype="bf16", device="cpu")
-    assert pipeline.transformer.x_embedder.proj.weight.dtype == torch.bfloat16
-    frames = pipeline(image=_photo().rgb, audio=_speech(0.5).samples, num_inference_steps=1, quality=64)
-    assert frames.shape == (13, 64, 64, 3) and frames.dtype == np.uint8
-
-
 def test_fp8_map_entries_stored_in_a_wider_dtype_are_kept_as_fp8():
     """If the fp8 file stored a mapped weight as bf16 (values already divided by the scale), the
     converter still produces an fp8 weight with that scale."""

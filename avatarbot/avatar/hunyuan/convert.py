@@ -614,14 +614,28 @@ def convert_checkpoint_dir(src: Path, dst: Path, fp8: bool, config: dict | None 
     (dst / layout.MARKER_FILE).write_text(json.dumps({"fp8": fp8, "source": str(src)}, indent=2))
 
 
-def run_convert(src: Path, dst: Path, fp8: bool) -> int:
-    """`avatarbot convert-hunyuan SRC DST [--fp8]`: 0 when done, 2 with a report when not."""
+def run_convert(src: Path, dst: Path, fp8: bool, transformer_config: Path | None = None) -> int:
+    """`avatarbot convert-hunyuan SRC DST [--fp8] [--transformer-config JSON]`: 0 when done, 2
+    with a report when not. The official release fixes the transformer's config in code
+    (hymm_sp/config.py, HYVideo-T/2), so there is no file to read; `transformer_config` overrides
+    fields of our full-size config for checkpoints of other shapes (never guessed from the
+    checkpoint: a truncated file must fail, not shrink the model)."""
     src, dst = Path(src), Path(dst)
     if (src / "ckpts").is_dir() and not (src / OFFICIAL_TRANSFORMER_DIR).exists():
         src = src / "ckpts"  # accept the repository's weights/ folder too
     try:
-        convert_checkpoint_dir(src, dst, fp8)
-    except (ConversionError, FileNotFoundError) as exc:
+        config = None
+        if transformer_config is not None:
+            overrides = json.loads(Path(transformer_config).read_text())
+            unknown = sorted(set(overrides) - set(full_size_config()))
+            if unknown:
+                raise ConversionError(
+                    str(transformer_config), [f"{k}: not a transformer config field" for k in unknown]
+                )
+            config = {**full_size_config(), **overrides}
+            log.info("transformer config: released model with %s from %s", overrides, transformer_config)
+        convert_checkpoint_dir(src, dst, fp8, config=config)
+    except (ConversionError, FileNotFoundError, ValueError) as exc:
         print(f"conversion failed: {exc}", file=sys.stderr)
         return 2
     problems = layout.check_weights(dst)

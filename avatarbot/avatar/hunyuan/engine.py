@@ -45,9 +45,10 @@ class HunyuanEngine:
         self.quality_short_side = quality_short_side or QUALITY_SHORT_SIDE
 
     @classmethod
-    def from_settings(cls, settings) -> HunyuanEngine:
+    def from_settings(cls, settings, device: str = "cuda") -> HunyuanEngine:
         """From the whole Settings (or a HunyuanSettings). Refuses early, with the list of what is
-        missing, when the weights directory is incomplete."""
+        missing, when the weights directory is incomplete. `device="cpu"` is for tests on tiny
+        converted weights; a real model needs the GPU."""
         from avatarbot.avatar.hunyuan.pipeline import HunyuanVideoAvatarPipeline
         from avatarbot.avatar.hunyuan.weights import check_weights
 
@@ -55,7 +56,7 @@ class HunyuanEngine:
         problems = check_weights(hunyuan.weights_dir)
         if problems:
             raise errors.RenderError(messages.RENDER_FAILED, detail="; ".join(problems))
-        if not torch.cuda.is_available():
+        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
             raise errors.RenderError(messages.RENDER_FAILED, detail="engine hunyuan needs a CUDA GPU; none is visible")
         pipeline = HunyuanVideoAvatarPipeline.from_pretrained(
             hunyuan.weights_dir,
@@ -63,6 +64,7 @@ class HunyuanEngine:
             offload=hunyuan.offload,
             compile=hunyuan.compile,
             text_tokens=hunyuan.text_tokens,
+            device=device,
         )
         return cls(
             pipeline,

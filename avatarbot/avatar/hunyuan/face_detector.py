@@ -25,13 +25,14 @@ import cv2
 import numpy as np
 import torch
 
-DETECTOR_FILE = "detface.pt"
+from avatarbot.avatar.hunyuan.weights import UPSTREAM_FACE_DETECTOR_FILE as DETECTOR_FILE
+
 INPUT_SHORT_SIDE = 416
 INPUT_MULTIPLE = 32
 GRID_STRIDES = (8, 16, 32)
 CONFIDENCE = 0.5
 NMS_IOU = 0.45
-BOX_COLUMNS, LANDMARK_COLUMNS = 4, 10
+LANDMARK_COLUMNS = 10
 CLASS_OFFSET = 4096  # upstream's per-class box offset before NMS (max_wh)
 
 

@@ -104,6 +104,14 @@ def check_weights(directory: Path | str | None) -> list[str]:
     return problems
 
 
+UPSTREAM_FACE_DETECTOR_FILE = "detface.pt"  # in FACE_DETECTOR_DIR, copied from the official det_align/
+
+
+def has_upstream_face_detector(directory: Path | str) -> bool:
+    """Whether face masks will come from upstream's detector (else from avatarbot's own)."""
+    return (Path(directory) / FACE_DETECTOR_DIR / UPSTREAM_FACE_DETECTOR_FILE).is_file()
+
+
 # --- loading (torch from here on) ----------------------------------------------------------------
 @dataclass
 class Components:
@@ -170,7 +178,7 @@ def load_components(
         LlavaPromptEncoder,
         WhisperAudioEncoder,
     )
-    from avatarbot.avatar.hunyuan.face_detector import DETECTOR_FILE, UpstreamFaceDetector
+    from avatarbot.avatar.hunyuan.face_detector import UpstreamFaceDetector
     from avatarbot.avatar.hunyuan.vae import load_vae
 
     root = Path(directory)
@@ -194,9 +202,9 @@ def load_components(
         WhisperModel.from_pretrained(root / WHISPER_DIR, dtype=torch.float32).encoder.eval(),
     )
     face_detector = None
-    if (root / FACE_DETECTOR_DIR / DETECTOR_FILE).is_file():
+    if has_upstream_face_detector(root):
         face_detector = UpstreamFaceDetector.load(root / FACE_DETECTOR_DIR)
-        log.info("face masks from upstream's detector (%s)", root / FACE_DETECTOR_DIR / DETECTOR_FILE)
+        log.info("face masks from upstream's detector (%s)", root / FACE_DETECTOR_DIR)
     else:
         log.info("no %s in the weights: face masks from avatarbot's own face detector", FACE_DETECTOR_DIR)
     return Components(transformer, vae, prompt_encoder, audio_encoder, vae_runtime, face_detector)
