@@ -350,6 +350,18 @@ def _tiny_vae(seed=0):
     ).eval()  # fmt: skip
 
 
+def _blend(previous, tile, extent, dim):
+    """Upstream's blend_v / blend_h / blend_t: the first `extent` slices of `tile` fade in from the
+    last `extent` of `previous` with weights k / extent, in place."""
+    extent = min(previous.shape[dim], tile.shape[dim], extent)
+    shape = [1] * tile.ndim
+    shape[dim] = extent
+    weight = (torch.arange(extent, dtype=tile.dtype) / extent).view(shape)
+    head = tile.narrow(dim, 0, extent)
+    head.copy_(previous.narrow(dim, previous.shape[dim] - extent, extent) * (1 - weight) + head * weight)
+    return tile
+
+
 def upstream_temporal_tiled_decode(vae, z):
     """Upstream's temporal tiling at decode, restated from hymm_sp/vae/autoencoder_kl_causal_3d.py
     with its sizes (sample_tsize 64, overlap 1/4): tiles of 16 + 1 latent frames every 12; each tile
@@ -359,15 +371,7 @@ def upstream_temporal_tiled_decode(vae, z):
     for start in range(0, z.shape[2], 12):
         decoded = vae.decoder(vae.post_quant_conv(z[:, :, start : start + 17]))
         tiles.append(decoded if start == 0 else decoded[:, :, 1:])
-    kept = []
-    for i, tile in enumerate(tiles):
-        if i == 0:
-            kept.append(tile[:, :, :49])
-            continue
-        n = min(16, tiles[i - 1].shape[2], tile.shape[2])
-        weight = (torch.arange(n, dtype=tile.dtype) / n).view(1, 1, n, 1, 1)
-        tile[:, :, :n] = tiles[i - 1][:, :, -n:] * (1 - weight) + tile[:, :, :n] * weight
-        kept.append(tile[:, :, :48])
+    kept = [tiles[0][:, :, :49]] + [_blend(tiles[i - 1], tiles[i], 16, 2)[:, :, :48] for i in range(1, len(tiles))]
     return torch.cat(kept, dim=2)
 
 
@@ -394,6 +398,51 @@ def test_vae_decodes_33_latent_frames_in_upstreams_temporal_tiles():
     assert ours.shape == expected.shape == (1, 3, 129, 32, 32)
     torch.testing.assert_close(ours, expected)
     assert (diffusers_default - expected).abs().max() > 1e-3
+
+
+def test_vae_encodes_129_frames_in_upstreams_temporal_tiles():
+    """Encode: 64 + 1 frame tiles every 48 frames, each after the first drops its first latent
+    frame and blends int(16 * 1/4) = 4 latent frames; the first keeps 13 latent frames, the others 12."""
+    from avatarbot.avatar.hunyuan.vae import configure_vae
+
+    vae = configure_vae(_tiny_vae())
+    x = torch.rand(1, 3, 129, 32, 32, generator=torch.Generator().manual_seed(6)) * 2 - 1
+    with torch.no_grad():
+        tiles = []
+        for start in range(0, 129, 48):
+            moments = vae.quant_conv(vae.encoder(x[:, :, start : start + 65]))
+            tiles.append(moments if start == 0 else moments[:, :, 1:])
+        kept = [tiles[0][:, :, :13]] + [_blend(tiles[i - 1], tiles[i], 4, 2)[:, :, :12] for i in range(1, len(tiles))]
+        expected = torch.cat(kept, dim=2)
+        ours = vae.encode(x).latent_dist
+    torch.testing.assert_close(torch.cat([ours.mean, ours.logvar], dim=1), expected)
+
+
+def test_vae_decodes_a_large_frame_in_upstreams_spatial_tiles():
+    """Decode past 256 px: 32-latent tiles every 24, blended over 64 px, each kept to 192 px."""
+    from avatarbot.avatar.hunyuan.vae import configure_vae
+
+    vae = configure_vae(_tiny_vae())
+    z = torch.randn(1, 4, 1, 36, 40, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        rows = [
+            [vae.decoder(vae.post_quant_conv(z[:, :, :, i : i + 32, j : j + 32])) for j in range(0, 40, 24)]
+            for i in range(0, 36, 24)
+        ]
+        result_rows = []
+        for i, row in enumerate(rows):
+            kept = []
+            for j, tile in enumerate(row):
+                if i > 0:
+                    tile = _blend(rows[i - 1][j], tile, 64, 3)
+                if j > 0:
+                    tile = _blend(row[j - 1], tile, 64, 4)
+                kept.append(tile[:, :, :, :192, :192])
+            result_rows.append(torch.cat(kept, dim=-1))
+        expected = torch.cat(result_rows, dim=-2)
+        ours = vae.decode(z).sample
+    assert ours.shape == expected.shape == (1, 3, 1, 288, 320)
+    torch.testing.assert_close(ours, expected)
 
 
 def test_vae_mid_block_attention_is_causal_only_when_the_config_says_so():
