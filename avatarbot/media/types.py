@@ -88,10 +88,21 @@ class Photo:
 
 
 @dataclass(frozen=True)
+class Phoneme:
+    """One phoneme of synthesised speech and when it is heard (seconds from the audio's start)."""
+
+    symbol: str  # espeak-ng's mnemonic, e.g. "m", "i:", "aI"; "_" and "_:" are pauses
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
 class Audio:
     samples: np.ndarray  # (N,) float32 mono in [-1, 1]
     sample_rate: int = 16_000
     source_format: str = field(default="", compare=False)
+    # What is said and when, where the speech was synthesised here; empty for recordings.
+    phonemes: tuple[Phoneme, ...] = field(default=(), compare=False)
 
     @property
     def duration(self) -> float:

@@ -46,7 +46,10 @@ def main() -> None:
     # The gap: between the upper inner lip and the dropped lower inner lip.
     lens_at = np.sqrt(np.clip(1 - ((lower[:, 0] - centre_x) / half_width) ** 2, 0, 1))
     lower_dropped = lower + np.stack([np.zeros(len(lower)), drop * lens_at], 1)
-    polygon = np.concatenate([upper, lower_dropped[::-1]]).round().astype(np.int32)
+    # The opening ends a little inside the lip corners, as a real one does.
+    inset = np.stack([centre_x + (upper[:, 0] - centre_x) * 0.88, upper[:, 1]], 1)
+    inset_lower = np.stack([centre_x + (lower_dropped[:, 0] - centre_x) * 0.88, lower_dropped[:, 1]], 1)
+    polygon = np.concatenate([inset, inset_lower[::-1]]).round().astype(np.int32)
     mask = np.zeros(rgb.shape[:2], np.uint8)
     cv2.fillPoly(mask, [polygon], 255)
     mask = cv2.GaussianBlur(mask.astype(np.float32) / 255, (0, 0), 0.8)[..., None]
