@@ -131,7 +131,7 @@ def _astronaut(short_side: int) -> tuple[Photo, float]:
     from avatarbot.media.images import fit_to_bucket
 
     rgb = data.astronaut()
-    detect_faces(rgb)  # the first call loads dlib's models; a running bot has them loaded
+    detect_faces(rgb)  # the first call loads the face models; a running bot has them loaded
     start = time.perf_counter()
     faces = detect_faces(rgb)
     detect_s = time.perf_counter() - start

@@ -21,7 +21,8 @@ Per case it prints:
   where it peaks; a loudness meter scores high, real talking heads 0.02-0.30
 - head: std of the nose tip's position (IOD) and of its offset from the eye midpoint (a turn
   or nod moves the nose against the eyes; a slide does not)
-- blinks: lid closures seen (eye openness below half its median)
+- blinks: lid closures seen (the dark iris and pupil pixels around the eyes below 70% of their
+  median share; dlib's lid points barely move on a shut eye, pixels do)
 and writes a contact sheet per case (peak opening, a bilabial, a pause, a blink) to `--sheets`.
 
 Tests use `Tracker`, `measure` and the metric helpers from here, so one definition of each
@@ -49,6 +50,8 @@ CLOSED_IOD = 0.02
 PAUSE_S = 0.3
 BILABIAL_WINDOW = 2  # frames either side
 REPO = Path(__file__).resolve().parent.parent
+TILE_PX = 150
+BLINK_DARK_SHARE = 0.7  # a shut eye keeps its lashes: the dark share falls to ~60% of open
 PHOTOS = ("astronaut", "open_mouth", "camera", "hopper")
 SOUNDS = ("text", "recording", "song")
 TEXT = "Bob and Pam made a map of the moon. Maybe, but please keep it simple! We will see you soon."
@@ -71,10 +74,16 @@ class Tracker:
         self.predictor = dlib.shape_predictor(str(model))
         self._dlib = dlib
 
+        self.last_rect = None
+
     def points(self, frame: np.ndarray, box) -> np.ndarray:
+        """The 68 points of the face in `box`. When HOG misses it in this frame, the rectangle
+        it found last (dlib's predictor wants HOG's framing, which is tighter than `box`)."""
         x0, y0, x1, y1 = box
         rects = [r for r in self.detector(frame, 0) if x0 <= r.center().x <= x1 and y0 <= r.center().y <= y1]
-        rect = rects[0] if rects else self._dlib.rectangle(int(x0), int(y0), int(x1), int(y1))
+        if rects:
+            self.last_rect = rects[0]
+        rect = self.last_rect or self._dlib.rectangle(int(x0), int(y0), int(x1), int(y1))
         shape = self.predictor(frame, rect)
         return np.array([(shape.part(i).x, shape.part(i).y) for i in range(68)], np.float64)
 
@@ -128,23 +137,48 @@ class Measures:
     width: np.ndarray  # mouth corner to corner
     nose: np.ndarray  # (frames, 2) nose tip position
     nose_from_eyes: np.ndarray  # (frames, 2) nose tip relative to the eye midpoint
-    eyes_open: np.ndarray  # lid opening of both eyes together
+    eyes_open: np.ndarray  # share of dark (iris, pupil) pixels around both eyes
     points: np.ndarray  # (frames, 68, 2) pixels
 
 
 def measure(frames, box, tracker=None) -> Measures:
     """`tracker`: a Tracker (default) or MeshTracker."""
     tracker = tracker or Tracker()
+    if isinstance(tracker, Tracker):
+        tracker.last_rect = None
     points = np.stack([tracker.points(frame, box) for frame in frames])
     eye_l, eye_r = points[:, 36:42].mean(axis=1), points[:, 42:48].mean(axis=1)
     iod = np.linalg.norm(eye_r - eye_l, axis=1)
     # 68-point numbering: 61-63 inner upper lip, 67-65 the inner lower lip below them.
     gap = (points[:, [67, 66, 65], 1] - points[:, [61, 62, 63], 1]).max(axis=1) / iod
     width = np.linalg.norm(points[:, 54] - points[:, 48], axis=1) / iod
-    lids = points[:, [41, 40, 47, 46], 1] - points[:, [37, 38, 43, 44], 1]
     nose = points[:, 30] / iod[:, None]
     nose_from_eyes = (points[:, 30] - (eye_l + eye_r) / 2) / iod[:, None]
-    return Measures(gap, width, nose, nose_from_eyes, lids.mean(axis=1) / iod, points)
+    return Measures(gap, width, nose, nose_from_eyes, _dark_in_eyes(frames, points, iod), points)
+
+
+def _dark_in_eyes(frames, points, iod) -> np.ndarray:
+    """Per frame, the share of dark pixels (iris, pupil, lashes) around both eyes: it drops when
+    the lids close. Landmark detectors are poor at shut eyes, pixels are not."""
+    shares = []
+    for frame, pts, d in zip(frames, points, iod, strict=True):
+        grey = np.asarray(frame, np.float32).mean(axis=2)
+        dark = 0
+        for eye in (pts[36:42], pts[42:48]):
+            (cx, cy), half = eye.mean(axis=0), 0.2 * d
+            box = grey[int(cy - 0.6 * half) : int(cy + 0.6 * half) + 1, int(cx - half) : int(cx + half) + 1]
+            dark += (
+                float(
+                    (
+                        box
+                        < 0.55 * np.median(grey[int(cy + half) : int(cy + 2 * half), int(cx - half) : int(cx + half)])
+                    ).mean()
+                )
+                if box.size
+                else 0.0
+            )
+        shares.append(dark / 2)
+    return np.array(shares)
 
 
 def rms_per_frame(audio: Audio, frame_count: int) -> np.ndarray:
@@ -209,7 +243,7 @@ def loudness_correlation(m: Measures, audio: Audio) -> tuple[float, int]:
 
 
 def blinks(m: Measures) -> int:
-    shut = m.eyes_open < 0.5 * np.median(m.eyes_open)
+    shut = m.eyes_open < BLINK_DARK_SHARE * np.median(m.eyes_open)
     return int(np.sum(np.diff(shut.astype(int)) == 1))
 
 
@@ -355,12 +389,15 @@ def _contact_sheet(frames, face: Face, m: Measures, spans, labials, blink: int, 
     tiles = []
     for label, index in picks.items():
         tile = np.ascontiguousarray(frames[index][rows, cols])
-        tile = cv2.resize(tile, (160, int(160 * tile.shape[0] / tile.shape[1])), interpolation=cv2.INTER_AREA)
+        tile = cv2.resize(tile, (TILE_PX, int(TILE_PX * tile.shape[0] / tile.shape[1])), interpolation=cv2.INTER_AREA)
         text = f"{label} f{index} gap {m.gap[index]:.2f}"
         cv2.putText(tile, text, (3, 12), cv2.FONT_HERSHEY_PLAIN, 0.8, (0, 0, 0), 2)
         cv2.putText(tile, text, (3, 12), cv2.FONT_HERSHEY_PLAIN, 0.8, (255, 255, 255), 1)
         tiles.append(tile)
-    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(tiles, axis=1), cv2.COLOR_RGB2BGR))
+    from PIL import Image
+
+    # 128 colours keep a sheet near 30 kB, small enough to commit, and plenty to judge a mouth.
+    Image.fromarray(np.concatenate(tiles, axis=1)).quantize(128).save(path, optimize=True)
 
 
 if __name__ == "__main__":

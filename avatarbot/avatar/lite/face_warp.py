@@ -85,11 +85,16 @@ class FaceWarp:
         self.coarse_shape = coarse_u.shape
         self.mouth = _MouthRig(self, lips, coarse_u, coarse_v, u, v, photo)
         self.eyes = [_EyeRig(self, eye, coarse_u, coarse_v) for eye in eyes]
+        self._last = (None, None)  # the last frame's controls and warped region
 
     def apply(self, source: np.ndarray, gap: float, width: float, blink: float, brow: float) -> np.ndarray:
         """The warped face region for one frame (`source`: the photo's face region). `gap` 0..1
         of the widest opening, `width` -1 rounded .. 1 spread, `blink` 0 open .. 1 shut, `brow`
         0..1 raise."""
+        still = (source.ctypes.data, source.shape)
+        controls = (*still, gap, width, blink if blink >= STILL else 0.0, brow if brow >= STILL else 0.0)
+        if controls == self._last[0]:  # pauses hold one pose: no need to warp it again
+            return self._last[1]
         gap_px = gap * self.max_gap_px
         dx = np.zeros(self.coarse_shape, np.float32)
         dy = np.zeros(self.coarse_shape, np.float32)
@@ -102,6 +107,7 @@ class FaceWarp:
         paint = self.mouth.refine_and_paint(dx, dy, gap_px, width)
         out = cv2.remap(source, self.grid_x + dx, self.grid_y + dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         paint(out)
+        self._last = (controls, out)
         return out
 
 

@@ -70,10 +70,17 @@ class MouthInterior:
         inside = np.minimum(v - top, bottom - v)
         # Feathered rim, and nothing at all where the lips touch (a 0 px gap is no gap).
         alpha = np.clip(inside / FEATHER_PX + 0.5, 0.0, 1.0) * np.clip(bottom - top, 0.0, 1.0)
-        if not alpha.any():
+        rows = np.flatnonzero(alpha.any(axis=1))
+        if not len(rows):
             return
+        # Only the rows the gap reaches (a few of the box's) are worked on from here.
+        band = slice(rows[0], rows[-1] + 1)
+        box, alpha, v, top, split, bottom, painted, inside = (
+            a[band] for a in (box, alpha, v, top, split, bottom, painted, inside)
+        )
+        source_lower, rest_line, teeth_core = self.source_lower[band], self.rest_line[band], self.teeth_core[band]
         # Where the photo has its own inside, only what the jaw stretched beyond it is new.
-        stretched = np.clip(1.0 - self.source_lower / np.maximum(bottom - split, 1e-3), 0.0, 1.0) * (v > split)
+        stretched = np.clip(1.0 - source_lower / np.maximum(bottom - split, 1e-3), 0.0, 1.0) * (v > split)
         alpha *= painted + (1.0 - painted) * stretched
         if not alpha.any():
             return
@@ -85,13 +92,13 @@ class MouthInterior:
         colour += (self.tongue - colour) * tongue[..., None]
         # Upper teeth hang from the skull: a band measured from the photo's lip line, not the
         # moving lip; a soft biting edge at the bottom. Lower teeth ride on the jaw.
-        below_line = v - self.rest_line
+        below_line = v - rest_line
         teeth_top = -UPPER_TEETH_ABOVE_LINE * self.upper_teeth
         upper = smoothstep(teeth_top, 0.0, below_line) * (
             1.0 - smoothstep(0.8 * self.upper_teeth, self.upper_teeth, below_line)
         )
         lower = LOWER_TEETH_ALPHA * np.clip(1.0 - (bottom - v) / self.lower_teeth, 0.0, 1.0)
-        teeth = self.teeth_core * np.maximum(TEETH_ALPHA * upper * painted, lower)
+        teeth = teeth_core * np.maximum(TEETH_ALPHA * upper * painted, lower)
         colour += (self.teeth - colour) * teeth[..., None]
         blended = box + (colour - box) * alpha[..., None]
         box[...] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
