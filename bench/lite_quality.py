@@ -50,7 +50,7 @@ CLOSED_IOD = 0.02
 PAUSE_S = 0.3
 BILABIAL_WINDOW = 2  # frames either side
 REPO = Path(__file__).resolve().parent.parent
-TILE_PX = 150
+TILE_PX = 128
 BLINK_DARK_SHARE = 0.7  # a shut eye keeps its lashes: the dark share falls to ~60% of open
 PHOTOS = ("astronaut", "open_mouth", "camera", "hopper")
 SOUNDS = ("text", "recording", "song")
@@ -372,7 +372,7 @@ def _share(gaps: np.ndarray) -> str:
 
 def _contact_sheet(frames, face: Face, m: Measures, spans, labials, blink: int, path: Path) -> None:
     """Four tiles around the face: the widest opening, a bilabial, a pause, the engine's deepest
-    blink, each labelled with its frame number and measured gap."""
+    blink, each labelled with its frame number and measured inner-lip gap (IOD)."""
     import cv2
 
     picks = {"peak": int(np.argmax(m.gap))}
@@ -390,9 +390,9 @@ def _contact_sheet(frames, face: Face, m: Measures, spans, labials, blink: int, 
     for label, index in picks.items():
         tile = np.ascontiguousarray(frames[index][rows, cols])
         tile = cv2.resize(tile, (TILE_PX, int(TILE_PX * tile.shape[0] / tile.shape[1])), interpolation=cv2.INTER_AREA)
-        text = f"{label} f{index} gap {m.gap[index]:.2f}"
-        cv2.putText(tile, text, (3, 12), cv2.FONT_HERSHEY_PLAIN, 0.8, (0, 0, 0), 2)
-        cv2.putText(tile, text, (3, 12), cv2.FONT_HERSHEY_PLAIN, 0.8, (255, 255, 255), 1)
+        text = f"{label} {index} {m.gap[index]:+.2f}"
+        cv2.putText(tile, text, (2, 11), cv2.FONT_HERSHEY_PLAIN, 0.75, (0, 0, 0), 2)
+        cv2.putText(tile, text, (2, 11), cv2.FONT_HERSHEY_PLAIN, 0.75, (255, 255, 255), 1)
         tiles.append(tile)
     from PIL import Image
 

@@ -67,7 +67,7 @@ def test_lips_close_on_every_bilabial_and_in_every_pause(name, rendered, text_au
     spans = quality.pauses(text_audio, len(frames))
     assert len(labials) >= 10 and len(spans) >= 3  # the text has them, the audio pauses
     # The measurement can see an open mouth: the photo itself (for two of them) and the speech.
-    assert m.gap.max() > 0.1
+    assert m.gap.max() > 0.06
     on_labials = quality.closed_on_bilabials(m, labials)
     in_pauses = quality.closed_in_pauses(m, spans)
     assert (on_labials <= quality.CLOSED_IOD).all(), f"open on p/b/m: {np.round(on_labials, 3)}"

@@ -37,6 +37,8 @@ JAW_FLAT_IOD, JAW_EDGE_IOD = 0.45, 1.1  # the jaw moves whole within, fades out 
 NECK_IOD = 0.6  # below the chin the motion fades out over this much neck
 WIDTH_SPREAD, WIDTH_ROUND = 0.2, 0.3  # mouth width change at full "ee" / "oo", share of its width
 MOUTH_WIDTH_IOD = (0.55, 1.3)  # estimated mouths are pulled into this range
+SQUEEZE_NEGLIGIBLE = 1e-3  # the squeeze's reach is cut where it falls below this
+SQUEEZE_REACH = 2.0  # the squeeze fades out between the corners and this many half-widths
 FINE_BEYOND_CORNERS_IOD = 0.2  # the exact (full-resolution) warp reaches this far past the corners
 INNER_MARGIN_IOD = 0.02  # an open mouth's inside reaches this far past the mesh's inner lip contour
 PAINT_BELOW_GAP_PX = (1.0, 4.0)  # the photo's own inside is used where its gap exceeds this
@@ -98,7 +100,7 @@ class FaceWarp:
         gap_px = gap * self.max_gap_px
         dx = np.zeros(self.coarse_shape, np.float32)
         dy = np.zeros(self.coarse_shape, np.float32)
-        self.mouth.displace(dx, dy, gap_px, width)
+        self.mouth.displace(dx, dy, gap_px)
         for eye in self.eyes:
             eye.displace(dx, dy, blink, brow)
         if self.step > 1:
@@ -134,6 +136,19 @@ class _MouthRig:
         self.lips = lips_box = _bounding_box(reach)
         self.fine = _MouthKnots(face, lips, full_u[lips_box], full_v[lips_box])
 
+        # Spread and rounding: a sideways squeeze about the mouth's centre, fading within about a
+        # mouth width, applied after the opening (so the painted inside narrows with the lips).
+        squeeze = (1.0 - smoothstep(half, SQUEEZE_REACH * half, np.abs(du))) * (
+            1.0 - smoothstep(0.4 * half, 1.1 * half, np.abs(full_v - face.line_v_centre))
+        )
+        self.squeeze_box = _bounding_box(squeeze > SQUEEZE_NEGLIGIBLE)
+        along = (du * squeeze)[self.squeeze_box]
+        self.squeeze_x, self.squeeze_y = (a.astype(np.float32) for a in face.axes.direction_to_image(along, 0.0))
+        rows, cols = self.squeeze_box
+        self.squeeze_grid = np.meshgrid(
+            np.arange(cols.stop - cols.start, dtype=np.float32), np.arange(rows.stop - rows.start, dtype=np.float32)
+        )
+
         gap = (low - up)[lips_box]
         self.painted = 1.0 - smoothstep(PAINT_BELOW_GAP_PX[0], PAINT_BELOW_GAP_PX[1], gap)
         region_photo = photo[face.region.slices]
@@ -151,20 +166,32 @@ class _MouthRig:
             colourful=_colourful(region_photo[around]),
         )
 
-    def displace(self, dx: np.ndarray, dy: np.ndarray, gap_px: float, width: float) -> None:
-        """Add the mouth's displacement on the warp grid."""
-        ddx, ddy, _ = self.coarse.solve(gap_px, width)
+    def displace(self, dx: np.ndarray, dy: np.ndarray, gap_px: float) -> None:
+        """Add the mouth's opening or closing on the warp grid."""
+        ddx, ddy, _ = self.coarse.solve(gap_px)
         dx[self.box] += ddx
         dy[self.box] += ddy
 
     def refine_and_paint(self, dx: np.ndarray, dy: np.ndarray, gap_px: float, width: float):
         """Replace the lips' displacement with the exact one (full resolution, after the coarse
-        field was resized), and return a painter for the warped region."""
-        dx[self.lips], dy[self.lips], target = self.fine.solve(gap_px, width)
+        field was resized), and return what finishes the warped region: the painted inside, then
+        the mouth's spread or rounding."""
+        dx[self.lips], dy[self.lips], target = self.fine.solve(gap_px)
         top, split, bottom = target[2:5]
 
         def paint(out: np.ndarray) -> None:
             self.interior.paint(out[self.lips], top, split, bottom, self.painted)
+            if abs(width) >= SQUEEZE_NEGLIGIBLE:
+                gain = -width * (WIDTH_SPREAD if width > 0 else WIDTH_ROUND)
+                grid_x, grid_y = self.squeeze_grid
+                box = out[self.squeeze_box]
+                box[...] = cv2.remap(
+                    box.copy(),
+                    cv2.scaleAdd(self.squeeze_x, gain, grid_x),
+                    cv2.scaleAdd(self.squeeze_y, gain, grid_y),
+                    cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REPLICATE,
+                )
 
         return paint
 
@@ -179,6 +206,7 @@ class _MouthKnots:
             _along(lips[n], u) for n in ("outer_lip_upper", "inner_lip_upper", "inner_lip_lower", "outer_lip_lower")
         )
         inner_low = np.maximum(inner_low, inner_up)
+        own_shape = np.clip((inner_low - inner_up) / max(face.centre_gap, 1e-3), 0.0, 1.0)
         # The mesh's inner contour runs a little inside the lips' visible edge: an open mouth's
         # inside starts slightly beyond it, or a closed mouth would keep a line of teeth.
         margin = INNER_MARGIN_IOD * iod * smoothstep(0.5, 2.0, inner_low - inner_up)
@@ -191,7 +219,11 @@ class _MouthKnots:
         self.source = np.stack([nose, outer_up, inner_up, teeth, inner_low, outer_low, chin, chin + NECK_IOD * iod])
 
         half = face.mouth_width / 2
+        # How far each column opens, relative to the middle: a lens between the corners for a
+        # closed photo; an open photo keeps its own opening's outline.
         lens = np.clip(1.0 - (du / half) ** 2, 0.0, 1.0) ** LENS_POWER
+        photo_open = smoothstep(PAINT_BELOW_GAP_PX[0], PAINT_BELOW_GAP_PX[1], face.centre_gap)
+        lens = lens + (own_shape - lens) * photo_open
         jaw = 1.0 - smoothstep(JAW_FLAT_IOD * iod, JAW_EDGE_IOD * iod, np.abs(du))
         centre_gap = face.centre_gap
         # Per frame a knot is at rest + G * per_gap, G the wanted centre gap in px: each column's
@@ -223,18 +255,15 @@ class _MouthKnots:
             ]
         )
         self.rest = self.source + fixed
-        squeeze = np.exp(-((du / (1.5 * half)) ** 2) - ((v - face.line_v_centre) / half) ** 2)
-        self.spread_u = (du * squeeze).astype(np.float32)
 
-    def solve(self, gap_px: float, width: float):
+    def solve(self, gap_px: float):
         """Image displacement (dx, dy) for this box, and the knots' targets."""
         target = self.rest + gap_px * self.per_gap
         target[3] = np.minimum(np.maximum(self.source[3], target[2]), target[4])  # teeth stay unless covered
         target[4] = np.maximum(target[4], target[2])
         _non_decreasing(target)
         source_v = piecewise_inverse(self.v, self.source, target)
-        du = -width * (WIDTH_SPREAD if width > 0 else WIDTH_ROUND) * self.spread_u
-        ddx, ddy = self.axes.direction_to_image(du, source_v - self.v)
+        ddx, ddy = self.axes.direction_to_image(0.0, source_v - self.v)
         return ddx, ddy, target
 
 

@@ -28,13 +28,14 @@ BLINK_SHAPES = (  # lid closure on consecutive frames at 25 fps
 )
 BLINK_DEPTH = (0.85, 1.0)
 
-# Head motion at motion=1.0. Angles in degrees, distances in units of the inter-ocular distance
+# Head motion at motion=1.0, about 3x the first lite's (measured in bench/lite_quality.py as the
+# nose's travel; real speakers move 4-5x that first version). Angles in degrees, distances in units of the inter-ocular distance
 # (so a close-up and a far-away face move alike); std of smooth noise unless said otherwise.
-ROLL_DEG = 2.5  # rotation about the neck
-YAW_DEG = 3.5  # turning left-right (2.5D)
-PITCH_DEG = 1.5  # slow up-down drift of the chin (2.5D)
-SWAY_IOD = (0.12, 0.06)  # sideways, up-down drift
-NOD_DEG = 4.0  # chin dip on a full accent (pitch/energy peak)
+ROLL_DEG = 3.0  # rotation about the neck
+YAW_DEG = 4.5  # turning left-right (2.5D)
+PITCH_DEG = 2.0  # slow up-down drift of the chin (2.5D)
+SWAY_IOD = (0.15, 0.08)  # sideways, up-down drift
+NOD_DEG = 5.0  # chin dip on a full accent (pitch/energy peak)
 NOD_SHIFT_IOD = 0.05  # the head also dips a little on a nod
 NOISE_TIMESCALE_S = 0.8  # how slowly the head drifts: a Gaussian smoothing of white noise
 NOD_SMOOTH_S = 0.12
