@@ -14,8 +14,8 @@ numbers below are medians over frames for that reason.
 
 Per case it prints:
 - closed in pauses: share of pauses >= 0.3 s whose median inner-lip gap is <= 0.02 IOD
-- closed on p/b/m: share of bilabials with a frame within +-2 frames at gap <= 0.02 IOD (only
-  for sounds with phoneme timings)
+- closed on p/b/m: share of bilabials with a frame within +-2 frames at gap <= 0.02 IOD (for
+  the recording, lite gets no timings: it is judged against the same speech's phonemes)
 - width p5-p95: range of mouth-corner distance over the talking frames, in IOD
 - gap~loudness r, lag: correlation of the inner-lip gap with the audio's RMS and the lag (frames)
   where it peaks; a loudness meter scores high, real talking heads 0.02-0.30
@@ -341,6 +341,9 @@ def main() -> int:
     print(header)
     for photo_name in args.photos:
         still = photo(photo_name)
+        if still.main_face is None:
+            print(f"{photo_name:<11} (no face found: lite animates the whole picture, nothing to measure)")
+            continue
         for sound_name in args.sounds:
             audio = sound(sound_name)
             options = RenderOptions(seed=1, motion=args.motion)
@@ -350,7 +353,10 @@ def main() -> int:
             m = measure(frames, still.main_face.box, used)
             spans = pauses(audio, len(frames))
             paused = closed_in_pauses(m, spans)
-            labials = bilabial_frames(audio.phonemes)
+            # A recording has no timings for lite, but it is the text's speech: judge its
+            # closures against the text's own phonemes.
+            truth = sound("text").phonemes if sound_name == "recording" else audio.phonemes
+            labials = bilabial_frames(truth)
             on_labials = closed_on_bilabials(m, labials) if labials else np.array([])
             r, lag = loudness_correlation(m, audio)
             speaking = talking(audio, len(frames))
@@ -376,8 +382,10 @@ def _contact_sheet(frames, face: Face, m: Measures, spans, labials, blink: int, 
     import cv2
 
     picks = {"peak": int(np.argmax(m.gap))}
-    if labials:
-        picks["p/b/m"] = labials[len(labials) // 2]
+    if labials:  # the middle bilabial, at its most closed frame within the window judged
+        f = labials[len(labials) // 2]
+        window = np.arange(max(0, f - BILABIAL_WINDOW), min(len(m.gap), f + BILABIAL_WINDOW + 1))
+        picks["p/b/m"] = int(window[np.argmin(m.gap[window])])
     if spans:
         middle = spans[len(spans) // 2]
         picks["pause"] = (middle.start + middle.stop) // 2
