@@ -255,6 +255,8 @@ class _MouthKnots:
             ]
         )
         self.rest = self.source + fixed
+        # float32 throughout: half the memory traffic of the per-frame knot arithmetic.
+        self.source, self.rest, self.per_gap = (a.astype(np.float32) for a in (self.source, self.rest, self.per_gap))
 
     def solve(self, gap_px: float):
         """Image displacement (dx, dy) for this box, and the knots' targets."""
@@ -294,6 +296,9 @@ class _EyeRig:
         self.per_blink = np.stack([zero, zero, zero, LID_COVER * opening, -LOWER_LID_RISE * opening, zero])
         raise_px = BROW_RAISE_IOD * iod * across
         self.per_brow = np.stack([zero, -raise_px, -0.5 * raise_px, -0.15 * raise_px, zero, zero])
+        self.source, self.per_blink, self.per_brow = (
+            a.astype(np.float32) for a in (self.source, self.per_blink, self.per_brow)
+        )
 
     def displace(self, dx: np.ndarray, dy: np.ndarray, blink: float, brow: float) -> None:
         if blink < STILL and brow < STILL:

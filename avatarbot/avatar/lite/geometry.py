@@ -108,13 +108,13 @@ def piecewise_inverse(v: np.ndarray, source: np.ndarray, target: np.ndarray) -> 
     `target` (K, ..., non-decreasing along K) and the skin between two knots stretches linearly.
     The first and last knots must not move; outside them nothing moves. A span whose target
     knots meet vanishes (a closed mouth, a shut eye)."""
-    out = v.copy()
-    for k in range(len(source) - 1):
-        t0, t1 = target[k], target[k + 1]
-        inside = (v >= t0) & (v < t1)
-        if not inside.any():
-            continue
-        t0, t1, v_in = t0[inside], t1[inside], v[inside]
-        s0, s1 = source[k][inside], source[k + 1][inside]
-        out[inside] = s0 + (v_in - t0) * (s1 - s0) / np.maximum(t1 - t0, 1e-3)
-    return out
+    last = len(source) - 1
+    # Each position's span: the last knot at or above it. Counting beats a loop over spans.
+    span = (v[None] >= target).sum(axis=0) - 1
+    inside = (span >= 0) & (span < last)
+    # Flat indices into the (K, ...) arrays: plain fancy indexing is the quickest gather here.
+    at = np.clip(span, 0, last - 1) * v.size + np.arange(v.size).reshape(v.shape)
+    target, source = target.reshape(-1), source.reshape(-1)
+    t0, t1, s0, s1 = target[at], target[at + v.size], source[at], source[at + v.size]
+    mapped = s0 + (v - t0) * (s1 - s0) / np.maximum(t1 - t0, 1e-3)
+    return np.where(inside, mapped, v)
