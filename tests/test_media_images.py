@@ -426,3 +426,19 @@ def test_face_detection_is_safe_from_many_threads():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "{1}"
+
+
+def test_mesh_contours_travel_with_the_job_and_follow_resizing(astronaut):
+    """Faces are found once when the photo arrives; the worker gets them from the job record.
+    The contours ride in the same landmarks dict, so they survive the record and the fit to a
+    size bucket like the named points do."""
+    from avatarbot.tasks.inputs import faces_json, photo_png, read_photo
+
+    photo = load_photo(samples.encode(Image.fromarray(astronaut), "PNG"), LIMITS)
+    fitted = fit_to_bucket(photo, 384)  # 512 -> 384: every point scales by 0.75
+    assert fitted.main_face.has_contours
+    for name in ("inner_lip_upper", "left_upper_lid", "jaw"):
+        assert fitted.main_face.contour(name) == pytest.approx(photo.main_face.contour(name) * 0.75, abs=0.01)
+    stored = read_photo(photo_png(fitted.rgb), faces_json(fitted))
+    assert stored.main_face.has_contours
+    assert stored.main_face.contour("inner_lip_lower") == pytest.approx(fitted.main_face.contour("inner_lip_lower"))
