@@ -16,13 +16,13 @@ mediapipe/python/solutions/face_mesh_connections.py), listed from the image's le
 from __future__ import annotations
 
 import importlib.util
-import os
 import threading
 
 import numpy as np
 
-# MediaPipe logs through glog to stderr at INFO by default; keep its chatter out of our logs.
-os.environ.setdefault("GLOG_minloglevel", "2")
+# Loading the models, MediaPipe's native code writes a few INFO/WARNING lines straight to the
+# process's stderr (absl logging before InitializeLog; neither GLOG_minloglevel nor
+# TF_CPP_MIN_LOG_LEVEL silences them). They appear once per thread that detects faces.
 
 MESH_INDICES = {
     "outer_lip_upper": (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291),
