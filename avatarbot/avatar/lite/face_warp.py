@@ -14,7 +14,9 @@ skull: they never move, the upper lip only slides over them. The jaw carries the
 rest of the mouth's inside and the chin. Where the photo shows no inside (a closed mouth), the
 gap is painted (`mouth_interior.py`), upper teeth again fixed to the skull.
 
-Horizontally, "ee" spreads and "oo" rounds the mouth with a smooth squeeze around its centre.
+Horizontally, "ee" spreads and "oo" rounds the mouth with a smooth squeeze around its centre,
+a second small remap after the opening so the painted inside narrows with the lips. The knots
+are solved on a coarse grid (big faces) and exactly, at full resolution, over the lips.
 Faces without mesh contours (found by the fallback detectors) get contours estimated from their
 eight named points.
 """
@@ -43,8 +45,8 @@ FINE_BEYOND_CORNERS_IOD = 0.2  # the exact (full-resolution) warp reaches this f
 INNER_MARGIN_IOD = 0.02  # an open mouth's inside reaches this far past the mesh's inner lip contour
 PAINT_BELOW_GAP_PX = (1.0, 4.0)  # the photo's own inside is used where its gap exceeds this
 STILL = 0.01  # a blink or brow raise smaller than this is not drawn (under a tenth of a pixel)
-# The warp is computed on a grid this many eye-distance pixels apart... i.e. a face with a larger
-# eye distance than this (in px) computes its warp on a coarser grid and resizes it.
+# The warp is computed on a grid of about this many points per eye distance: a face with a larger
+# eye distance (in px) gets a coarser grid, resized to its pixels; the lips stay exact.
 WORK_IOD_PX = 22
 
 # Eyes.
@@ -93,8 +95,8 @@ class FaceWarp:
         """The warped face region for one frame (`source`: the photo's face region). `gap` 0..1
         of the widest opening, `width` -1 rounded .. 1 spread, `blink` 0 open .. 1 shut, `brow`
         0..1 raise."""
-        still = (source.ctypes.data, source.shape)
-        controls = (*still, gap, width, blink if blink >= STILL else 0.0, brow if brow >= STILL else 0.0)
+        same_source = (source.ctypes.data, source.shape)
+        controls = (*same_source, gap, width, blink if blink >= STILL else 0.0, brow if brow >= STILL else 0.0)
         if controls == self._last[0]:  # pauses hold one pose: no need to warp it again
             return self._last[1]
         gap_px = gap * self.max_gap_px
