@@ -323,3 +323,22 @@ def test_two_processes_on_gloo_render_what_one_process_renders(tmp_path):
 
 if __name__ == "__main__" and sys.argv[1:2] == ["rank0"]:
     rank0_main(sys.argv[2])
+
+
+# --- avatarbot worker --gpus -------------------------------------------------------------------
+def test_worker_gpus_option_makes_renders_span_the_listed_gpus(monkeypatch):
+    from avatarbot.cli import _build_parser
+    from avatarbot.settings import Settings
+    from avatarbot.tasks.worker import _span_gpus
+
+    args = _build_parser().parse_args(["worker", "--gpus", "2,3"])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    settings = Settings()
+    _span_gpus(settings, args.gpus, args.concurrency)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,3"
+    assert settings.hunyuan.gpus_per_render == 2
+    for bad, why in (("0,x", "distinct GPU indices"), ("1,1", "distinct GPU indices"), ("", "distinct")):
+        with pytest.raises(SystemExit, match=why):
+            _span_gpus(Settings(), bad or ",", 1)
+    with pytest.raises(SystemExit, match="--concurrency 1"):
+        _span_gpus(Settings(), "0,1", 2)

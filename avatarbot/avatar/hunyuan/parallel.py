@@ -148,12 +148,16 @@ class ParallelPipeline:
     def __init__(self, pipeline, group: Group):
         self.pipeline, self.group = pipeline, group
         self._comm = _comm_device(group.device)
+        self.broken: str | None = None
 
     def __getattr__(self, name):  # face_detector, render_pixels, face_box, ...
         return getattr(self.pipeline, name)
 
     def __call__(self, callback: Callable[[int, int], None] | None = None, **kwargs):
+        if self.broken:
+            raise RuntimeError(f"the multi-GPU render group is down ({self.broken}); restart the worker")
         dist.broadcast_object_list([kwargs], src=0, device=self._comm)
+        agreed_stop = []
 
         def agreed(done: int, total: int) -> None:
             error = None
@@ -164,9 +168,19 @@ class ParallelPipeline:
                     error = exc
             dist.broadcast_object_list([error is None], src=0, device=self._comm)
             if error is not None:
+                agreed_stop.append(error)
                 raise error
 
-        return self.pipeline(callback=agreed, **kwargs)
+        try:
+            return self.pipeline(callback=agreed, **kwargs)
+        except BaseException as exc:
+            if not agreed_stop:
+                # Failed inside a step (out of memory, say): the followers wait in a collective
+                # that will never come. Stop them; this worker renders no more until restarted.
+                self.broken = f"{type(exc).__name__} during a render"
+                for process in self.group.followers:
+                    process.kill()
+            raise
 
 
 def follow(pipeline, device: torch.device) -> None:
