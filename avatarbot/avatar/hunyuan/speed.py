@@ -43,8 +43,7 @@ def set_attention(transformer: nn.Module, attention: str) -> None:
     audio adapters keep plain SDPA: they are masked and small."""
     if attention not in ATTENTION_BACKENDS:
         raise ValueError(f"hunyuan.attention must be one of {sorted(ATTENTION_BACKENDS)}, not {attention!r}")
-    if attention != "sdpa":
-        transformer.set_attention_backend(ATTENTION_BACKENDS[attention])  # checks the package is there
+    transformer.set_attention_backend(ATTENTION_BACKENDS[attention])  # checks the package is there
 
 
 def fp8_compute_available(device: torch.device) -> str | None:
@@ -66,7 +65,9 @@ def enable_fp8_compute(transformer: nn.Module, device: torch.device) -> None:
     Float8DynamicActivationFloat8WeightConfig: per-row scales on Hopper and newer, one scale per
     tensor on Ada (whose fp8 matmul has no row-wise scaling). Weights stored in fp8 by our own
     Fp8Linear (upstream's fp8 checkpoint) are dequantised one block at a time and handed to
-    torchao, so the peak memory grows by one block, not by the model."""
+    torchao, so the peak memory grows by one block, not by the model. Our Fp8Linear stays for
+    what torchao does not do: loading upstream's fp8 checkpoint with its per-layer scales, and
+    fp8 storage on GPUs without fp8 matmul."""
     problem = fp8_compute_available(device)
     if problem:
         raise RuntimeError(problem)
@@ -75,9 +76,12 @@ def enable_fp8_compute(transformer: nn.Module, device: torch.device) -> None:
     granularity = PerRow() if torch.cuda.get_device_capability(device) >= (9, 0) else PerTensor()
     config = Float8DynamicActivationFloat8WeightConfig(granularity=granularity)
     blocks = [*transformer.transformer_blocks, *transformer.single_transformer_blocks]
-    for block in blocks:
+    for block in blocks:  # on the GPU, one block at a time, then back where it lived (block offload)
+        home = next(block.parameters()).device
+        block.to(device)
         fp8.dequantize_block_(block)
         quantize_(block, config, filter_fn=lambda module, _name: isinstance(module, nn.Linear))
+        block.to(home)
     log.info("fp8 compute: %d blocks' linear layers through torchao (%s)", len(blocks), type(granularity).__name__)
 
 
