@@ -170,6 +170,31 @@ def clip_limit_s(width: int, height: int, seconds: float, gpu: str, steps: int =
     return windows * per_window
 
 
+def transformer_flops_meta(width: int, height: int, text_rows: int = TEXT_ROWS) -> float:
+    """One forward of the full-size model counted on the meta device (checks `forward_flops`)."""
+    import torch
+
+    from avatarbot.avatar.hunyuan.model import HunyuanAvatarTransformer3DModel
+
+    t, lat_h, lat_w = schedule.LATENT_WINDOW, height // schedule.VAE_SPACE_STRIDE, width // schedule.VAE_SPACE_STRIDE
+    with torch.device("meta"):
+        model = HunyuanAvatarTransformer3DModel().to(torch.bfloat16).eval()
+        cfg, bf16 = model.config, torch.bfloat16
+        inputs = dict(
+            hidden_states=torch.zeros(1, cfg.in_channels, t, lat_h, lat_w, dtype=bf16),
+            timestep=torch.zeros(1),
+            ref_latents=torch.zeros(1, cfg.in_channels, t, lat_h, lat_w, dtype=bf16),
+            encoder_hidden_states=torch.zeros(1, text_rows, cfg.text_embed_dim, dtype=bf16),  # the joined rows
+            pooled_projections=torch.zeros(1, cfg.pooled_projection_dim, dtype=bf16),
+            audio_embeds=torch.zeros(1, 4 * t - 3, cfg.audio_window, cfg.audio_states, cfg.audio_channels, dtype=bf16),
+            face_mask=torch.zeros(1, 1, 1, lat_h, lat_w, dtype=bf16),
+            motion_exp=torch.zeros(1, cfg.motion_buckets),
+            motion_pose=torch.zeros(1, cfg.motion_buckets),
+            fps=torch.zeros(1),
+        )
+        return counted_flops(lambda: model(**inputs))
+
+
 def counted_flops(fn) -> float:
     """FLOPs of `fn()` counted by torch's FlopCounterMode (matmuls, convolutions, attention)."""
     import torch
@@ -761,6 +786,10 @@ def main() -> int:
 
     if args.estimate_only:
         print("\n".join(estimate_table()))
+        width, height = schedule.render_size(*PHOTO_SIZE, PRESETS["standard"])
+        counted, formula = transformer_flops_meta(width, height), sum(forward_flops(width, height))
+        print(f"\nstandard preset, one forward: {counted / 1e15:.3f} PFLOP counted on the meta device, "
+              f"{formula / 1e15:.3f} by the formula ({counted / formula - 1:+.1%})")  # fmt: skip
         _, line = helper_flops_case(Env(smoke=False, device="cpu"))
         print("\n" + line)
         return 0
