@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import importlib
 import logging
 import os
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 SCHEMES = ("ulysses", "ring")
 FOLLOWER_MODULE = "avatarbot.avatar.hunyuan.parallel"
 DEFAULT_FACTORY = f"{FOLLOWER_MODULE}:pipeline_from_settings"
+GROUP_TIMEOUT = datetime.timedelta(minutes=30)
 
 
 class RenderStopped(Exception):
@@ -126,7 +128,9 @@ def start_group(world: int, factory_arg: str, factory: str = DEFAULT_FACTORY, ba
 def _join(rank: int, world: int, address: str, backend: str, device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend, init_method=address, rank=rank, world_size=world)
+    # Long enough for every rank to load ~80 GB of weights before the first collective; a render
+    # stuck for longer is stopped by Celery's time limit first.
+    dist.init_process_group(backend, init_method=address, rank=rank, world_size=world, timeout=GROUP_TIMEOUT)
 
 
 def stop_group(group: Group) -> None:
