@@ -111,7 +111,7 @@ class BlockCache:
 
     reference: torch.Tensor  # (b, ref_tokens, d)
     video: torch.Tensor  # (b, frames, tokens_per_frame, d)
-    text: torch.Tensor  # (b, text_tokens, d)
+    text: torch.Tensor  # (b, text_tokens, d); under context parallelism, this GPU's share
     text_mask: torch.Tensor | None = None  # (b, text_tokens) bool; None when every row is valid
 
 
@@ -160,16 +160,18 @@ class HunyuanAvatarTransformer3DModel(ModelMixin, ConfigMixin):
     # blocks, their attention (Ulysses all-to-all or ring, in diffusers' dispatcher) and the audio
     # adapters (token-wise) then run on each GPU's share. "Anything" sharding in the config allows
     # lengths that do not divide by the GPU count (the text rows rarely do).
+    # The step cache keeps each GPU's share of the text rows (they never change between the
+    # steps that use them), so only the video tokens are gathered for it.
     _cp_plan = {
         "token_sequence": {
             0: ContextParallelInput(split_dim=1, expected_dims=3, split_output=True),  # tokens
-            1: ContextParallelInput(split_dim=1, expected_dims=3, split_output=True),  # text
-            2: ContextParallelInput(split_dim=0, expected_dims=2, split_output=True),  # rope cos
-            3: ContextParallelInput(split_dim=0, expected_dims=2, split_output=True),  # rope sin
-            4: ContextParallelInput(split_dim=0, expected_dims=1, split_output=True),  # frame index
-            5: ContextParallelInput(split_dim=1, expected_dims=3, split_output=True),  # audio write mask
+            1: ContextParallelInput(split_dim=0, expected_dims=2, split_output=True),  # rope cos
+            2: ContextParallelInput(split_dim=0, expected_dims=2, split_output=True),  # rope sin
+            3: ContextParallelInput(split_dim=0, expected_dims=1, split_output=True),  # frame index
+            4: ContextParallelInput(split_dim=1, expected_dims=3, split_output=True),  # audio write mask
         },
-        "cache_gather": [ContextParallelOutput(gather_dim=1, expected_dims=3)] * 2,
+        "text_sequence": {0: ContextParallelInput(split_dim=1, expected_dims=3, split_output=True)},
+        "cache_gather": [ContextParallelOutput(gather_dim=1, expected_dims=3)],
         "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3),
     }
 
@@ -245,6 +247,7 @@ class HunyuanAvatarTransformer3DModel(ModelMixin, ConfigMixin):
             ]
         )
         self.token_sequence = SequencePoint()
+        self.text_sequence = SequencePoint()
         self.cache_gather = SequencePoint()
         self.norm_out = AdaLayerNormContinuous(inner_dim, inner_dim, elementwise_affine=False, eps=1e-6)
         self.proj_out = nn.Linear(inner_dim, patch_size_t * patch_size * patch_size * out_channels)
@@ -343,14 +346,15 @@ class HunyuanAvatarTransformer3DModel(ModelMixin, ConfigMixin):
             # (hymm_sp/modules/token_refiner.py; diffusers' HunyuanVideoTokenRefiner follows it).
             text = self.context_embedder(encoder_hidden_states, timestep, encoder_attention_mask)
             text, text_mask = self._joined_text(text, encoder_attention_mask)
+            (text,) = self.text_sequence(text)
         else:
             tokens = torch.cat([block_cache.reference, block_cache.video.flatten(1, 2)], dim=1)
-            text, text_mask = block_cache.text, block_cache.text_mask  # already the joined rows
+            text, text_mask = block_cache.text, block_cache.text_mask  # the joined rows (this GPU's share)
 
         writes = F.interpolate(face_mask.to(tokens.dtype), size=(grid_t, grid_h, grid_w), mode="nearest")
         writes = torch.cat([writes.new_zeros(batch, tokens_per_frame), writes.reshape(batch, -1)], dim=1)[..., None]
-        tokens, text, rope_cos, rope_sin, frame_index, writes = self.token_sequence(
-            tokens, text, rope_cos, rope_sin, frame_index, writes
+        tokens, rope_cos, rope_sin, frame_index, writes = self.token_sequence(
+            tokens, rope_cos, rope_sin, frame_index, writes
         )
         rope = (rope_cos, rope_sin)
         attention_mask = None
@@ -369,11 +373,11 @@ class HunyuanAvatarTransformer3DModel(ModelMixin, ConfigMixin):
 
         cache = None
         if return_block_cache:
-            whole, whole_text = self.cache_gather(tokens, text)
+            (whole,) = self.cache_gather(tokens)
             cache = BlockCache(
                 reference=whole[:, :ref_len],
                 video=whole[:, ref_len:].reshape(batch, grid_t, tokens_per_frame, -1),
-                text=whole_text,
+                text=text,
                 text_mask=text_mask,
             )
         tokens, text = self.single_transformer_blocks[-1](tokens, text, temb, attention_mask, rope)
@@ -386,10 +390,10 @@ class HunyuanAvatarTransformer3DModel(ModelMixin, ConfigMixin):
 
 
 class SequencePoint(nn.Module):
-    """Returns its inputs. It marks where the token sequence starts (`token_sequence`) and where
-    the step cache leaves it (`cache_gather`), so that diffusers' context parallelism (the model's
-    `_cp_plan`) can split the sequence across GPUs at the first and gather it at the second; on
-    one GPU it does nothing. diffusers' own models use their RoPE module for the split; ours has
+    """Returns its inputs. It marks where the token sequence and the text rows start
+    (`token_sequence`, `text_sequence`) and where the step cache leaves the sequence
+    (`cache_gather`), so that diffusers' context parallelism (the model's `_cp_plan`) can split
+    them across GPUs and gather the cache whole; on one GPU it does nothing. diffusers' own models use their RoPE module for the split; ours has
     several per-token inputs (RoPE, frame index, face mask) made in `forward`, hence this point."""
 
     def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
