@@ -369,10 +369,7 @@ def measure_step(env: Env, model, width: int, height: int, batched: bool, steps:
     import torch
 
     both = window_inputs(env, model, width, height, 2)
-    if batched:
-        branches = [both]
-    else:  # two batches of one: the rows of the batched inputs, one at a time
-        branches = [{k: v[i : i + 1] if torch.is_tensor(v) else v for k, v in both.items()} for i in range(2)]
+    branches = [both] if batched else separate_branches(both)
 
     def full_step():
         return [model(**x, return_block_cache=True) for x in branches]
@@ -395,6 +392,13 @@ def measure_step(env: Env, model, width: int, height: int, batched: bool, steps:
         env.sync()
         cached_s = (time.perf_counter() - start) / steps
     return full_s, cached_s, env.peak_gib(), output
+
+
+def separate_branches(both: dict) -> list[dict]:
+    """The two guidance branches of batched inputs, as two batches of one."""
+    import torch
+
+    return [{k: v[i : i + 1] if torch.is_tensor(v) else v for k, v in both.items()} for i in range(2)]
 
 
 def relative_error(output, reference) -> float:
@@ -707,12 +711,12 @@ def compile_case(env: Env, model, weights: str, preset: str, steps: int, cache_d
     with torch.no_grad():
         env.sync()
         start = time.perf_counter()
-        model(**inputs)
+        eager = model(**inputs).sample.float().cpu()
         env.sync()
         eager_s = time.perf_counter() - start
         speed.compile_blocks(model, str(cache_dir))
         start = time.perf_counter()
-        model(**inputs)
+        compiled = model(**inputs).sample.float().cpu()
         env.sync()
         cold_s = time.perf_counter() - start
         start = time.perf_counter()
@@ -720,26 +724,33 @@ def compile_case(env: Env, model, weights: str, preset: str, steps: int, cache_d
             model(**inputs)
         env.sync()
         steady_s = (time.perf_counter() - start) / steps
+    error = relative_error(compiled, eager)
     record = dict(
-        weights=weights, preset=preset, eager_forward_s=eager_s, cold_forward_s=cold_s, steady_forward_s=steady_s
-    )
+        weights=weights, preset=preset, eager_forward_s=eager_s, cold_forward_s=cold_s, steady_forward_s=steady_s,
+        rel_err_vs_eager=error,
+    )  # fmt: skip
     line = (
         f"| compile ({weights}, {preset} {width} x {height}) | first forward {cold_s:.1f} s (compile) | "
-        f"eager forward {eager_s:.2f} s | compiled forward {steady_s:.2f} s | gain {eager_s / steady_s:.2f}x |"
+        f"eager forward {eager_s:.2f} s | compiled forward {steady_s:.2f} s | gain {eager_s / steady_s:.2f}x | "
+        f"relative error vs eager {error:.1e} |"
     )
     return record, line
 
 
 def numerics_case(env: Env, model, reference_bf16, preset: str):
-    """fp8 compute from bf16 weights (dtype bf16 + fp8_compute): its relative error vs bf16."""
+    """fp8 compute from bf16 weights (dtype bf16 + fp8_compute), on a copy of `model`: its
+    relative error vs bf16."""
     import torch
 
     from avatarbot.avatar.hunyuan import speed
 
     width, height = preset_size(env, preset)
+    model = copy.deepcopy(model)
     speed.enable_fp8_compute(model, env.device)
     with torch.no_grad():
-        out = model(**window_inputs(env, model, width, height, 1)).sample.float().cpu()
+        conditional = separate_branches(window_inputs(env, model, width, height, 2))[0]  # as measure_step's
+        out = model(**conditional).sample.float().cpu()
+    del model
     err = relative_error(out, reference_bf16)
     return {"rel_err_vs_bf16": err}, f"| fp8 compute from bf16 weights, {preset} | relative error vs bf16 {err:.2e} |"
 
@@ -900,7 +911,7 @@ def run_all(env: Env, rec: Recorder, args) -> None:
         step("bf16", "sdpa", preset, True)
     # fp8 compute straight from bf16 weights (per-row scales of the original weights).
     if "bf16" in models and ("bf16", "sdpa", "standard") in refs:
-        rec.run("fp8 compute from bf16 weights: numerics", 30, numerics_case, env, copy.deepcopy(models["bf16"]),
+        rec.run("fp8 compute from bf16 weights: numerics", 30, numerics_case, env, models["bf16"],
                 refs[("bf16", "sdpa", "standard")], "standard")  # fmt: skip
         free_memory()
     # 4. torch.compile: the bf16 model (a default worker with compile = true), then fp8 compute
