@@ -393,8 +393,9 @@ class SequencePoint(nn.Module):
     """Returns its inputs. It marks where the token sequence and the text rows start
     (`token_sequence`, `text_sequence`) and where the step cache leaves the sequence
     (`cache_gather`), so that diffusers' context parallelism (the model's `_cp_plan`) can split
-    them across GPUs and gather the cache whole; on one GPU it does nothing. diffusers' own models use their RoPE module for the split; ours has
-    several per-token inputs (RoPE, frame index, face mask) made in `forward`, hence this point."""
+    them across GPUs and gather the cache whole; on one GPU it does nothing. diffusers' own
+    models split at their RoPE module; ours has several per-token inputs (RoPE, frame index, face
+    mask) made in `forward`, hence this point."""
 
     def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tensors

@@ -93,7 +93,9 @@ class HunyuanVideoAvatarPipeline:
         self.offload = offload
         self.latent_window = latent_window
         configure_vae(vae, vae_runtime)  # upstream's tiles and mid-block attention
-        if fp8_compute:
+        if offload != "block":
+            transformer.to(self.device)
+        if fp8_compute:  # block by block on the GPU; with block offload, back to CPU memory after
             speed.enable_fp8_compute(transformer, self.device)
         if offload == "block":
             # No CUDA-stream prefetching: it assumes every forward runs the same blocks in the same
@@ -101,8 +103,6 @@ class HunyuanVideoAvatarPipeline:
             transformer.enable_group_offload(
                 onload_device=self.device, offload_type="block_level", num_blocks_per_group=1, use_stream=False
             )
-        else:
-            transformer.to(self.device)
         speed.set_attention(transformer, attention)
         if context_parallel != "none":
             from avatarbot.avatar.hunyuan.parallel import enable_context_parallel
