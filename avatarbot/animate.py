@@ -83,7 +83,7 @@ def _animate_here(args, settings, engine_name, options, photo_bytes, audio_bytes
 
 
 def _animate_via_queue(args, settings, options, photo_bytes, audio_bytes) -> int:
-    from avatarbot.tasks.client import render_via_queue
+    from avatarbot.service.cli_client import render_via_queue
 
     def on_progress(job) -> None:
         if job.state == "queued":

@@ -182,7 +182,7 @@ def engine_slowdown(base_settings):
 
 @pytest.fixture
 async def flow(settings):
-    from avatarbot.bots.flow import RequestFlow
+    from avatarbot.service.flow import RequestFlow
 
     flow = RequestFlow.from_settings(settings)
     yield flow
@@ -191,7 +191,7 @@ async def flow(settings):
 
 @pytest.fixture
 def requester():
-    from avatarbot.bots.flow import Requester
+    from avatarbot.service.flow import Requester
 
     unique = uuid.uuid4().hex[:10]
     return Requester(platform="telegram", user_id=f"user-{unique}", server_id=f"chat-{unique}", display_name="Tess")
@@ -199,7 +199,7 @@ def requester():
 
 @pytest.fixture
 def reply_to():
-    from avatarbot.bots.flow import ReplyTarget
+    from avatarbot.service.flow import ReplyTarget
 
     return ReplyTarget(chat_id="-100123", message_id="42", thread_id=None, extra={"note": "test"})
 

@@ -19,7 +19,7 @@ LIGHT_MODULES = [
     "avatarbot.render",
     "avatarbot.tasks",
     "avatarbot.bots",
-    "avatarbot.bots.flow",
+    "avatarbot.service.flow",
     "avatarbot.bots.telegram",
     "avatarbot.bots.discord",
 ]
@@ -35,7 +35,7 @@ def test_module_does_not_import_torch(module):
 
 def test_bots_import_no_engine_stack():
     """The chat side stays free of the heavy numeric stack an engine pulls in."""
-    code = "import sys, avatarbot.bots.flow; print(sorted(m for m in ('torch','diffusers','transformers') if m in sys.modules))"
+    code = "import sys, avatarbot.service.flow; print(sorted(m for m in ('torch','diffusers','transformers') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

@@ -10,7 +10,7 @@ import pytest
 from conftest import wait_for, wait_for_job, with_overrides
 
 from avatarbot import messages
-from avatarbot.bots.flow import RenderRequest, Requester
+from avatarbot.service.flow import RenderRequest, Requester
 from avatarbot.errors import InputError, InputsExpiredError, NotAnImageError, QuotaError
 from avatarbot.tasks.app import GPU_QUEUE, RENDER_TASK
 from avatarbot.tasks.jobs import JobOptions
@@ -164,7 +164,7 @@ async def test_cancel_while_running_stops_the_render(
 async def test_hourly_quota_refuses_with_a_retry_time(
     render_worker, settings, requester, reply_to, photo_bytes, voice_bytes
 ):
-    from avatarbot.bots.flow import RequestFlow
+    from avatarbot.service.flow import RequestFlow
 
     flow = RequestFlow.from_settings(with_overrides(settings, jobs={"max_per_user_per_hour": 2}))
     try:
@@ -185,7 +185,7 @@ async def test_hourly_quota_refuses_with_a_retry_time(
 
 
 async def test_server_quota_and_chat_overrides(settings, requester, reply_to, photo_bytes, voice_bytes):
-    from avatarbot.bots.flow import RequestFlow
+    from avatarbot.service.flow import RequestFlow
 
     flow = RequestFlow.from_settings(settings)  # no worker needed: the jobs only have to exist
     try:
@@ -204,7 +204,7 @@ async def test_server_quota_and_chat_overrides(settings, requester, reply_to, ph
 async def test_concurrent_quota_frees_up_when_a_job_ends(
     render_worker, engine_slowdown, settings, requester, reply_to, photo_bytes, voice_bytes
 ):
-    from avatarbot.bots.flow import RequestFlow
+    from avatarbot.service.flow import RequestFlow
 
     engine_slowdown(0.2)
     flow = RequestFlow.from_settings(with_overrides(settings, jobs={"max_concurrent_per_user": 1}))
@@ -391,7 +391,7 @@ async def test_missing_inputs_fail_with_a_message_and_the_failure_is_delivered_o
 
 # --- watching and again ---------------------------------------------------------------------------
 async def test_a_new_watcher_first_yields_every_undelivered_job(settings, requester, reply_to):
-    from avatarbot.bots.flow import RequestFlow
+    from avatarbot.service.flow import RequestFlow
 
     platform = "test-" + requester.user_id  # a platform of its own: no other test's jobs
     me = Requester(platform, requester.user_id, None)

@@ -17,7 +17,7 @@ import psutil
 import pytest
 from conftest import voiced_wav, wait_for, wait_for_job, with_overrides
 
-from avatarbot.bots.flow import RenderRequest, RequestFlow
+from avatarbot.service.flow import RenderRequest, RequestFlow
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.drill]
 

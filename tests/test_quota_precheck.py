@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from avatarbot.bots.flow import RenderRequest, RequestFlow
+from avatarbot.service.flow import RenderRequest, RequestFlow
 from avatarbot.errors import NotAnImageError, QuotaError
 from avatarbot.tasks.quotas import UNRECORDED_GRACE_S, QuotaLimits
 from tests.conftest import with_overrides

@@ -36,7 +36,7 @@ from pydantic import SecretStr
 
 from avatarbot import errors, messages
 from avatarbot.bots.discord import attachments
-from avatarbot.bots.flow import RenderRequest, ReplyTarget, Requester, RequestFlow
+from avatarbot.service.flow import RenderRequest, ReplyTarget, Requester, RequestFlow
 from avatarbot.settings import Settings
 from tests.conftest import wait_for_job, with_overrides
 from tests.fake_discord import FakeDiscord

@@ -70,7 +70,7 @@ class AvatarBot(discord.Client):
 
     async def setup_hook(self) -> None:
         if self.flow is None:
-            from avatarbot.bots.flow import RequestFlow
+            from avatarbot.service.flow import RequestFlow
 
             self.flow = RequestFlow.from_settings(self.settings)
         # Buttons on messages from earlier runs keep working: Discord sends their custom_id,
@@ -142,7 +142,7 @@ class AvatarBot(discord.Client):
     # --- shared by requests and buttons --------------------------------------------------------
     @staticmethod
     def requester_for(user: discord.abc.User, guild_id: int | None):
-        from avatarbot.bots.flow import Requester
+        from avatarbot.service.flow import Requester
 
         return Requester(
             platform=PLATFORM,

@@ -213,7 +213,7 @@ class Requests:
         inputs: Inputs,
         upload_limit: int | None,
     ):
-        from avatarbot.bots.flow import RenderRequest, ReplyTarget
+        from avatarbot.service.flow import RenderRequest, ReplyTarget
 
         server = await ServerSettings.load(self.bot.flow.chat_settings, guild_id)
         server.check_channel(channel)

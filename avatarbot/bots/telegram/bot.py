@@ -1,6 +1,6 @@
 """The Telegram adapter: PTB handlers that turn updates into request-flow calls.
 
-Everything about *what* a request is and how it is rendered lives in `avatarbot.bots.flow`;
+Everything about *what* a request is and how it is rendered lives in `avatarbot.service.flow`;
 reading a message is `requests.py`, downloads `files.py`, and posting progress and clips
 `delivery.py`. This module wires them into a PTB Application and answers commands and buttons.
 """
@@ -27,7 +27,7 @@ from telegram.ext import (
 )
 
 from avatarbot import messages
-from avatarbot.bots.flow import RenderRequest, ReplyTarget, Requester, RequestFlow
+from avatarbot.service.flow import RenderRequest, ReplyTarget, Requester, RequestFlow
 from avatarbot.errors import AudioTooLongError, AvatarbotError, UnknownVoiceError
 from avatarbot.settings import Settings
 from avatarbot.tasks.jobs import ACTIVE_STATES

@@ -15,7 +15,7 @@ from telegram.constants import MessageLimit
 from telegram.error import BadRequest, Forbidden, TelegramError
 
 from avatarbot import messages
-from avatarbot.bots.flow import RequestFlow
+from avatarbot.service.flow import RequestFlow
 from avatarbot.settings import Settings
 
 from . import buttons, files

@@ -47,7 +47,7 @@ def render_via_queue(
 
 
 async def _render_via_queue(settings, photo, audio, text, voice_name, options, out: Path, on_progress) -> Path:
-    from avatarbot.bots.flow import RenderRequest, ReplyTarget, Requester, RequestFlow
+    from avatarbot.service.flow import RenderRequest, ReplyTarget, Requester, RequestFlow
 
     flow = RequestFlow.from_settings(settings)
     job = None

@@ -51,7 +51,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -60,6 +60,7 @@ from avatarbot import messages
 from avatarbot.avatar.engine import QUALITY_SHORT_SIDE
 from avatarbot.errors import EmptyTextError, InputsExpiredError, QueueUnavailableError
 from avatarbot.media.images import load_photo
+from avatarbot.service.clips import ClipFile
 from avatarbot.tasks.blobs import BlobMissingError, blob_key, blob_store_from_settings
 from avatarbot.tasks.dedup import Deduplicator, dedup_key
 from avatarbot.tasks.inputs import (
@@ -100,30 +101,6 @@ class RenderRequest:
     quality: str | None = None  # "fast" | "standard" | "high"; default render.quality
     motion: float | None = None  # 0..2; default render.motion
     seed: int | None = None  # None: a fresh random seed
-
-
-@dataclass
-class ClipFile:
-    """A finished clip ready to upload: a temporary file, deleted by `close()` / `with`."""
-
-    path: Path
-    width: int
-    height: int
-    duration: float
-    thumbnail: bytes  # JPEG, within Telegram's thumbnail limits
-    size_bytes: int
-    _directory: Path | None = field(default=None, repr=False)
-
-    def close(self) -> None:
-        if self._directory is not None:
-            shutil.rmtree(self._directory, ignore_errors=True)
-            self._directory = None
-
-    def __enter__(self) -> ClipFile:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 @dataclass

@@ -1,0 +1,149 @@
+"""The contract between the request flow and a chat surface (Telegram, Discord, the web page).
+
+The flow (`avatarbot.service`) owns a job's whole life: intake, repeats, status, delivery,
+buttons and every sentence said. A surface only translates: platform events into flow calls
+(`flow.handle_request`, `flow.press`), and the flow's requests back into platform calls through
+the two small Protocols below. A new surface implements them and nothing else of the job's life:
+
+- `Surface`: one object per running surface, used by the flow's watcher for every job of that
+  platform (status edits, the clip, a failure, the upload limit, which errors are permanent).
+- `Answer`: one object per incoming request, used by the flow's intake to answer *that*
+  request (acknowledge at once, say a refusal, turn the answer into the job's status message).
+
+Rules every implementation keeps (the flow relies on them):
+- Methods raise on failure; `Surface.error_kind` says whether an error can never succeed
+  (PERMANENT: the chat is gone, the bot was removed, the file is too big for the platform) or may
+  succeed on a retry (TRANSIENT: 5xx, timeouts, network). The flow retries transient errors with
+  backoff and gives up once; it never retries a permanent one.
+- Texts arrive finished (`avatarbot.messages`); a surface may frame them (Discord prefixes
+  "Clip for @user:"), never rewrite them. Buttons arrive as `Action`s; the surface draws them and
+  puts the job id in their data, and sends presses back through `flow.press` with the id of the
+  message that carried the button (the flow binds the press to that message, not to the data).
+- Message ids and chat ids are strings, whatever the platform uses.
+- Nothing here blocks the event loop; every method is a coroutine except the pure ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from avatarbot.service.clips import ClipFile
+    from avatarbot.tasks.jobs import Job, ReplyTarget, Requester
+    from avatarbot.vocab import Platform
+
+
+class Action(StrEnum):
+    """A button under a status message (CANCEL) or a clip (AGAIN, DELETE)."""
+
+    AGAIN = "again"
+    DELETE = "delete"
+    CANCEL = "cancel"
+
+
+STATUS_ACTIONS: tuple[Action, ...] = (Action.CANCEL,)
+CLIP_ACTIONS: tuple[Action, ...] = (Action.AGAIN, Action.DELETE)
+
+
+class ErrorKind(StrEnum):
+    PERMANENT = "permanent"  # the same call will fail the same way: answer once, stop
+    TRANSIENT = "transient"  # may work later: retry with backoff, then give up once
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A message the surface posted: its id, and what the job record should remember about it
+    (stored as the job's delivery record; JSON-serialisable)."""
+
+    message_id: str
+    record: dict = field(default_factory=dict)
+
+
+class Surface(Protocol):
+    """What the flow's watcher needs from a platform, for any job of that platform."""
+
+    platform: Platform
+
+    def edit_interval_s(self, target: ReplyTarget) -> float:
+        """The least time between two status edits in this chat (flood limits). The flow's
+        throttle keeps to it per chat and always ends on the newest text."""
+
+    async def post_status(self, target: ReplyTarget, text: str, actions: Sequence[Action], job_id: str) -> str:
+        """Post a new status message replying to the request; return its message id."""
+
+    async def edit_status(
+        self, target: ReplyTarget, message_id: str, text: str, actions: Sequence[Action], job_id: str,
+        *, urgent: bool = False,
+    ) -> None:  # fmt: skip
+        """Make the status message say `text` with these buttons. `urgent`: this edit answers the
+        requester (their request was taken), so it goes ahead of routine progress edits."""
+
+    async def close_status(self, job: Job, text: str, *, clip_posted: bool) -> None:
+        """The job is over: its status message says `text` with no buttons (or, when the clip
+        was posted and the platform shows the clip in its place, it may be removed)."""
+
+    async def post_clip(
+        self, target: ReplyTarget, job: Job, clip: ClipFile, caption: str, actions: Sequence[Action]
+    ) -> Posted:
+        """Upload `clip.path` (width, height, duration, thumbnail in `clip`) as a reply to
+        `target`'s message, with `caption` and buttons for `job.id`. `clip.size_bytes` is within
+        `upload_limit(target)`. Called again for the same job only after a TRANSIENT error: use
+        an idempotency key (Discord's nonce) where the platform has one."""
+
+    async def post_failure(self, job: Job, text: str) -> Posted:
+        """Tell the requester their job ended without a clip (`text` says why), once."""
+
+    def upload_limit(self, target: ReplyTarget) -> int:
+        """The most bytes one clip may have in this chat; the flow re-encodes to fit."""
+
+    def error_kind(self, error: BaseException) -> ErrorKind | None:
+        """PERMANENT or TRANSIENT for a platform error; None for anything that is not one
+        (the flow logs it as a bug and treats it as transient)."""
+
+
+class Answer(Protocol):
+    """A surface's handle on one incoming request (a command, a reply, a form submission)."""
+
+    async def acknowledge(self) -> None:
+        """Answer at once ("Got it, checking…"), before anything is downloaded. Raises if the
+        platform refuses to let us speak there: the flow then stops, nothing is fetched."""
+
+    async def say(self, text: str) -> None:
+        """The request's final answer when no job came of it (a refusal, a repeat): replaces
+        the acknowledgement where the platform can, else a reply. Never raises."""
+
+    async def become_status(self, job: Job, text: str, actions: Sequence[Action]) -> str | None:
+        """The request became `job`: show `text` and buttons as its status message (the
+        acknowledgement can turn into it) and return the status message's id; None if nothing
+        could be posted (the watcher still delivers the clip)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One file of a request, before download: what the platform declared about it, and how to
+    fetch it. The flow checks the declaration, then calls `fetch(max_bytes)` within its own
+    overall deadline; `fetch` must stop past `max_bytes` (raise `FileTooBigError`) and raise
+    `DownloadError` when the host fails."""
+
+    fetch: Callable[[int], Awaitable[bytes]]
+    declared_bytes: int | None = None
+    media_type: str | None = None  # e.g. "image/jpeg", "audio/ogg"; None when unknown
+    duration_s: float | None = None  # sound only, when the platform says
+    name: str = ""  # for the operator's log only
+
+
+@dataclass(frozen=True)
+class Press:
+    """A button press as the surface saw it. `job_id` comes from the button's data (anyone can
+    forge that); `chat_id` and `message_id` are where the press came from (the platform vouches
+    for those). `is_moderator` answers whether the presser may act on others' jobs in that chat."""
+
+    action: Action
+    job_id: str
+    chat_id: str
+    message_id: str | None
+    presser: Requester
+    is_moderator: Callable[[], Awaitable[bool]]
