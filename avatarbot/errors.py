@@ -34,6 +34,18 @@ class FileTooBigError(InputError):
     code = "file_too_big"
 
 
+class DownloadError(InputError):
+    """The file host failed, stalled or passed the download deadline: nothing to check, try again."""
+
+    code = "download_failed"
+
+
+class ClipUndeliverableError(AvatarbotError):
+    """A finished clip can't be posted for good (too big for the chat even re-encoded, expired)."""
+
+    code = "clip_undeliverable"
+
+
 # --- images ------------------------------------------------------------------------------------
 class ImageError(InputError):
     code = "bad_image"

@@ -56,6 +56,9 @@ class LimitsSettings(_Section):
     max_image_pixels: int = 40_000_000
     min_image_side: int = 64
     max_download_bytes: int = 25 * 1024 * 1024
+    # One overall deadline per file download (connect + every byte): a host that stalls or
+    # trickles is cut off here, and the user is told the file couldn't be fetched.
+    download_deadline_s: float = Field(60.0, gt=0)
 
 
 class RenderSettings(_Section):

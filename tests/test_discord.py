@@ -299,7 +299,7 @@ async def test_slash_animate_with_voice_posts_a_reply_clip(
             )
             assert fake.messages[status["id"]]["components"] == []
             # The ephemeral acknowledgement was completed with a followup.
-            assert interaction.followups and interaction.followups[0]["content"] == messages.DISCORD_STARTED
+            assert interaction.followups and interaction.followups[0]["content"] == messages.STARTED
             delivered = _jobs_of(config, user.id)[0]
             assert delivered.delivery["message_id"] == clip_message["id"]
     assert TOKEN not in caplog.text
@@ -396,7 +396,7 @@ async def test_bad_attachments_get_an_ephemeral_reply_and_no_job(
             expected = messages.file_too_big(limits.max_download_bytes)
         elif case == "voice_wrong_type":
             voice = fake.add_attachment(photo_bytes, "face2.jpg", "image/jpeg")
-            expected = messages.DISCORD_NOT_A_RECORDING
+            expected = messages.NOT_A_RECORDING
         elif case == "voice_too_long":
             voice = fake.add_attachment(
                 voice_bytes,
@@ -684,7 +684,7 @@ async def test_again_and_delete_work_after_a_restart(
             assert second.deliveries is not None
             refused = await fake.click(stranger, clip_message, f"avatarbot:again:{job.id}")
             await fake.wait_for(lambda: refused.callback, 10, "the refusal")
-            assert refused.callback["data"]["content"] == messages.DISCORD_NOT_YOURS
+            assert refused.callback["data"]["content"] == messages.NOT_YOURS
             assert refused.callback["data"]["flags"] & EPHEMERAL_FLAG
 
             again = await fake.click(user, clip_message, f"avatarbot:again:{job.id}")
@@ -695,11 +695,11 @@ async def test_again_and_delete_work_after_a_restart(
             assert len(jobs) == 2
             new_job = next(j for j in jobs if j.id != job.id)
             assert new_job.options.seed != job.options.seed
-            assert again.followups[0]["content"] == messages.DISCORD_AGAIN_STARTED
+            assert again.followups[0]["content"] == messages.AGAIN_STARTED
 
             denied = await fake.click(stranger, clip_message, f"avatarbot:delete:{job.id}")
             await fake.wait_for(lambda: denied.callback, 10, "the refusal")
-            assert denied.callback["data"]["content"] == messages.DISCORD_NOT_YOURS
+            assert denied.callback["data"]["content"] == messages.NOT_YOURS
             assert clip_message["id"] in fake.messages
 
             deleted = await fake.click(moderator, clip_message, f"avatarbot:delete:{job.id}")
@@ -708,7 +708,7 @@ async def test_again_and_delete_work_after_a_restart(
                 10,
                 "the deletion",
             )
-            assert deleted.callback["data"]["content"] == messages.DISCORD_DELETED
+            assert deleted.callback["data"]["content"] == messages.DELETED
 
 
 async def test_cancel_button_stops_a_running_job(
@@ -731,7 +731,7 @@ async def test_cancel_button_stops_a_running_job(
             [job] = _jobs_of(config, user.id)
             press = await fake.click(user, status, f"avatarbot:cancel:{job.id}")
             await fake.wait_for(lambda: press.callback, 10, "cancel's answer")
-            assert press.callback["data"]["content"] == messages.DISCORD_CANCELLING
+            assert press.callback["data"]["content"] == messages.CANCELLING
             expected = messages.discord_failed(f"<@{user.id}>", messages.CANCELLED)
             await fake.wait_for(
                 lambda: fake.messages[status["id"]]["content"] == expected,
@@ -788,7 +788,7 @@ async def test_server_settings_limit_channels_and_users(settings, restore_endpoi
                 channel_id=fake.other_channel_id,
             )
             await fake.wait_for(lambda: first.followups, 60, "first request")
-            assert first.followups[0]["content"] == messages.DISCORD_STARTED
+            assert first.followups[0]["content"] == messages.STARTED
             [job] = _jobs_of(config, user.id)
             assert (job.options.voice_name, job.options.quality) == ("de-male", "high")
 

@@ -90,7 +90,7 @@ async def test_discord_refuses_over_quota_without_downloading(settings, restore_
                 return interaction
 
             first = await animate()
-            assert first.followups[0]["content"] == messages.DISCORD_STARTED
+            assert first.followups[0]["content"] == messages.STARTED
             downloads = len(fake.cdn_downloads)
             assert downloads == 2
             second = await animate()

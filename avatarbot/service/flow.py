@@ -57,10 +57,11 @@ from pathlib import Path
 import redis
 
 from avatarbot import messages
-from avatarbot.avatar.engine import QUALITY_SHORT_SIDE
-from avatarbot.errors import EmptyTextError, InputsExpiredError, QueueUnavailableError
+from avatarbot.errors import ClipUndeliverableError, EmptyTextError, InputsExpiredError, QueueUnavailableError
 from avatarbot.media.images import load_photo
+from avatarbot.service.chat_config import ChatConfigStore
 from avatarbot.service.clips import ClipFile
+from avatarbot.tasks import keys
 from avatarbot.tasks.blobs import BlobMissingError, blob_key, blob_store_from_settings
 from avatarbot.tasks.dedup import Deduplicator, dedup_key
 from avatarbot.tasks.inputs import (
@@ -82,6 +83,7 @@ from avatarbot.tasks.jobs import (
     new_job_id,
 )
 from avatarbot.tasks.quotas import QuotaLimits, Quotas
+from avatarbot.vocab import QUALITY_TABLE, Quality
 
 __all__ = ["ClipFile", "Job", "RenderRequest", "ReplyTarget", "RequestFlow", "Requester"]
 
@@ -128,13 +130,13 @@ MEDIA_THREADS = max(2, os.cpu_count() or 2)
 
 
 class RequestFlow:
-    def __init__(self, settings, store: JobStore, blobs, quotas: Quotas, dedup: Deduplicator, chat_settings):
+    def __init__(self, settings, store: JobStore, blobs, quotas: Quotas, dedup: Deduplicator, chat_config):
         self.settings = settings
         self.store = store
         self.blobs = blobs
         self.quotas = quotas
         self.dedup = dedup
-        self.chat_settings = chat_settings
+        self.chat_config: ChatConfigStore = chat_config
         self._celery = None
         self._delivery_token = secrets.token_hex(8)
         self._media_pool = ThreadPoolExecutor(MEDIA_THREADS, thread_name_prefix="avatarbot-media")
@@ -142,8 +144,6 @@ class RequestFlow:
 
     @classmethod
     def from_settings(cls, settings) -> RequestFlow:
-        from avatarbot.bots.chat_settings import ChatSettings
-
         store = JobStore.from_settings(settings)
         return cls(
             settings,
@@ -151,14 +151,14 @@ class RequestFlow:
             blob_store_from_settings(settings),
             Quotas(store.redis),
             Deduplicator(store.redis, window_s=settings.jobs.dedup_window_s),
-            ChatSettings(store.redis),
+            ChatConfigStore(store.redis),
         )
 
     # --- submit -----------------------------------------------------------------------------------
     async def submit(self, requester: Requester, reply_to: ReplyTarget, request: RenderRequest) -> Job:
         quality = request.quality or self.settings.render.quality
-        if quality not in QUALITY_SHORT_SIDE:
-            raise ValueError(f"unknown quality {quality!r}; choose one of {', '.join(QUALITY_SHORT_SIDE)}")
+        if quality not in QUALITY_TABLE:
+            raise ValueError(f"unknown quality {quality!r}; choose one of {', '.join(Quality)}")
         await self.check_quota(requester)
         inputs = await self._normalise(request)
         options = JobOptions(
@@ -210,8 +210,10 @@ class RequestFlow:
                     del self._in_intake[key]
 
     def _limits_for(self, requester: Requester) -> QuotaLimits:
-        overrides = self.chat_settings.get_sync(requester.platform, requester.server_id) if requester.server_id else {}
-        return QuotaLimits.from_settings(self.settings, overrides)
+        if not requester.server_id:
+            return QuotaLimits.from_settings(self.settings)
+        config = self.chat_config.get_sync(requester.platform, requester.server_id)
+        return QuotaLimits.from_settings(self.settings, config.quota_overrides())
 
     @staticmethod
     def _queue_unavailable_on_redis_error(function, *args):
@@ -255,7 +257,7 @@ class RequestFlow:
         existing_id = self.dedup.claim(fingerprint, job_id)
         if existing_id is not None:
             existing = self._get(existing_id)
-            if existing is not None and existing.state not in (FAILED, CANCELLED):
+            if existing is not None and existing.state not in (FAILED, CANCELLED) and self._clip_kept(existing):
                 log.info("job %s: duplicate request from %s:%s", existing.id, requester.platform, requester.user_id)
                 existing.duplicate = True
                 return existing
@@ -280,6 +282,10 @@ class RequestFlow:
         job.queue_position = self.store.queue_position(job_id)
         log.info("job %s queued for %s:%s (%s)", job_id, requester.platform, requester.user_id, options)
         return job
+
+    def _clip_kept(self, job: Job) -> bool:
+        """A finished job whose clip expired is no answer to a repeat: it is rendered again."""
+        return job.clip_key is None or self.blobs.exists(job.clip_key)
 
     def _enqueue(self, job_id: str) -> None:
         from avatarbot.tasks.app import GPU_QUEUE, RENDER_TASK
@@ -314,6 +320,16 @@ class RequestFlow:
 
     async def set_status_message(self, job_id: str, message_id: str) -> None:
         await asyncio.to_thread(self.store.set_status_message, job_id, str(message_id))
+
+    async def remember_post(self, platform: str, chat_id: str, message_id: str, job_id: str) -> None:
+        """This message of ours (status, clip, failure) belongs to this job: a button pressed on
+        it acts on this job and no other."""
+        name = keys.posted_message(platform, str(chat_id), str(message_id), self.store.prefix)
+        await asyncio.to_thread(self.store.redis.set, name, job_id, ex=self.store.result_ttl_s)
+
+    async def job_of_post(self, platform: str, chat_id: str, message_id: str) -> str | None:
+        name = keys.posted_message(platform, str(chat_id), str(message_id), self.store.prefix)
+        return await asyncio.to_thread(self.store.redis.get, name)
 
     async def updates(
         self, platform: str, poll_s: float = 0.5, *, reoffer_s: float | None = None
@@ -421,11 +437,11 @@ class RequestFlow:
 
         job = self.store.get(job_id)
         if job is None or job.clip_key is None:
-            raise InputsExpiredError(messages.INPUTS_EXPIRED, detail=f"job {job_id} has no clip")
+            raise ClipUndeliverableError(messages.CLIP_EXPIRED, detail=f"job {job_id} has no clip")
         try:
             data = self.blobs.get(job.clip_key)
         except BlobMissingError as error:
-            raise InputsExpiredError(messages.INPUTS_EXPIRED, detail=f"clip blob {error} expired") from error
+            raise ClipUndeliverableError(messages.CLIP_EXPIRED, detail=f"clip blob {error} expired") from error
         directory = Path(tempfile.mkdtemp(prefix="avatarbot-clip-"))
         try:
             original = directory / f"avatarbot-{job_id}.mp4"

@@ -81,9 +81,9 @@ class Surface(Protocol):
         """Make the status message say `text` with these buttons. `urgent`: this edit answers the
         requester (their request was taken), so it goes ahead of routine progress edits."""
 
-    async def close_status(self, job: Job, text: str, *, clip_posted: bool) -> None:
-        """The job is over: its status message says `text` with no buttons (or, when the clip
-        was posted and the platform shows the clip in its place, it may be removed)."""
+    async def close_status(self, job: Job, text: str) -> None:
+        """The clip was posted: the status message ends on `text` with no buttons (or is
+        removed, where the platform shows the clip in its place)."""
 
     async def post_clip(
         self, target: ReplyTarget, job: Job, clip: ClipFile, caption: str, actions: Sequence[Action]
@@ -94,7 +94,9 @@ class Surface(Protocol):
         an idempotency key (Discord's nonce) where the platform has one."""
 
     async def post_failure(self, job: Job, text: str) -> Posted:
-        """Tell the requester their job ended without a clip (`text` says why), once."""
+        """Tell the requester their job ended without a clip (`text` says why), once, and end
+        the status message (if any) on the same words without buttons. A cancelled job may be
+        told on its status message alone."""
 
     def upload_limit(self, target: ReplyTarget) -> int:
         """The most bytes one clip may have in this chat; the flow re-encodes to fit."""
@@ -107,18 +109,23 @@ class Surface(Protocol):
 class Answer(Protocol):
     """A surface's handle on one incoming request (a command, a reply, a form submission)."""
 
+    status_message_id: str | None
+    """After `acknowledge`: the acknowledgement's message id when the platform lets it turn into
+    the job's status message (the flow then edits it), else None (the flow posts one)."""
+
     async def acknowledge(self) -> None:
         """Answer at once ("Got it, checking…"), before anything is downloaded. Raises if the
-        platform refuses to let us speak there: the flow then stops, nothing is fetched."""
+        platform refuses to let us speak there: the flow then stops, nothing is fetched. An
+        `AvatarbotError` raised here is said to the requester (e.g. "I can't post here")."""
 
     async def say(self, text: str) -> None:
-        """The request's final answer when no job came of it (a refusal, a repeat): replaces
+        """The request's final answer when no new job came of it (a refusal, a repeat): replaces
         the acknowledgement where the platform can, else a reply. Never raises."""
 
-    async def become_status(self, job: Job, text: str, actions: Sequence[Action]) -> str | None:
-        """The request became `job`: show `text` and buttons as its status message (the
-        acknowledgement can turn into it) and return the status message's id; None if nothing
-        could be posted (the watcher still delivers the clip)."""
+    async def started(self, text: str) -> None:
+        """A job was made and its status message is in the chat. A platform whose
+        acknowledgement the chat can't see (Discord's ephemeral deferral) says `text` there;
+        others do nothing. Never raises."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import redis
 
 from avatarbot import messages
 from avatarbot.errors import FileTooBigError
+from avatarbot.tasks import keys
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class RedisBlobStore:
         self.prefix = prefix
 
     def _name(self, key: str) -> str:
-        return f"{self.prefix}:blob:{key}"
+        return keys.blob(key, self.prefix)
 
     def put(self, data: bytes, suffix: str) -> str:
         _check_size(data, self.max_bytes)

@@ -31,7 +31,9 @@ from typing import Any
 
 import redis
 
-PREFIX = "avatarbot"
+from avatarbot.tasks import keys
+
+PREFIX = keys.PREFIX
 
 QUEUED = "queued"
 RUNNING = "running"

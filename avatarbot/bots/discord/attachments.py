@@ -116,7 +116,7 @@ def check_sound(attachment: discord.Attachment, settings: Settings) -> None:
     """Refuse what is plainly not a usable recording, from the metadata alone."""
     if not is_sound(attachment):
         raise errors.AudioError(
-            messages.DISCORD_NOT_A_RECORDING,
+            messages.NOT_A_RECORDING,
             detail=f"voice attachment has type {attachment.content_type!r}",
         )
     _check_size(attachment, settings)
@@ -137,18 +137,18 @@ def _check_url(url: str, settings: Settings) -> None:
     host = (parts.hostname or "").lower()
     if host not in allowed_hosts(settings):
         raise errors.InputError(
-            messages.DISCORD_DOWNLOAD_FAILED,
+            messages.DOWNLOAD_FAILED,
             detail=f"attachment host {host!r} is not a Discord CDN",
         )
     # CDN URLs never carry user info; "https://cdn.discordapp.com@other/..." is a trick to make
     # a reader see one host while the request goes to another.
     if "@" in parts.netloc:
-        raise errors.InputError(messages.DISCORD_DOWNLOAD_FAILED, detail="attachment URL carries user info")
+        raise errors.InputError(messages.DOWNLOAD_FAILED, detail="attachment URL carries user info")
     # Discord's own CDN is https only; a configured host (a proxy on the same network, the tests'
     # fake server) may be plain http.
     if parts.scheme != "https" and not (parts.scheme == "http" and host in settings.discord.cdn_hosts):
         raise errors.InputError(
-            messages.DISCORD_DOWNLOAD_FAILED,
+            messages.DOWNLOAD_FAILED,
             detail=f"attachment URL scheme {parts.scheme!r}",
         )
 
@@ -162,7 +162,7 @@ async def download(attachment: discord.Attachment, settings: Settings, session: 
         async with session.get(attachment.url, timeout=timeout, allow_redirects=False) as response:
             if response.status != 200:
                 raise errors.InputError(
-                    messages.DISCORD_DOWNLOAD_FAILED,
+                    messages.DOWNLOAD_FAILED,
                     detail=f"CDN answered {response.status} for {attachment.id}",
                 )
             if response.content_length is not None and response.content_length > limit:
@@ -182,7 +182,7 @@ async def download(attachment: discord.Attachment, settings: Settings, session: 
                 chunks.append(chunk)
     except (aiohttp.ClientError, TimeoutError) as error:
         raise errors.InputError(
-            messages.DISCORD_DOWNLOAD_FAILED,
+            messages.DOWNLOAD_FAILED,
             detail=f"download of {attachment.id} failed: {error!r}",
         ) from error
     data = b"".join(chunks)

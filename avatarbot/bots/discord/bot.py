@@ -133,9 +133,9 @@ class AvatarBot(discord.Client):
         )
         try:
             if interaction.response.is_done():
-                await interaction.followup.send(messages.DISCORD_UNEXPECTED, ephemeral=True)
+                await interaction.followup.send(messages.UNEXPECTED, ephemeral=True)
             else:
-                await interaction.response.send_message(messages.DISCORD_UNEXPECTED, ephemeral=True)
+                await interaction.response.send_message(messages.UNEXPECTED, ephemeral=True)
         except discord.HTTPException:
             pass
 

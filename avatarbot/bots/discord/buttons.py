@@ -72,10 +72,10 @@ class _JobButton:
             if self.action == "delete" and is_moderator(interaction):
                 await self.handle(interaction, bot, None)
                 return
-            await _reply(interaction, messages.DISCORD_JOB_GONE)
+            await _reply(interaction, messages.JOB_GONE)
             return
         if str(interaction.user.id) != job.requester.user_id and not is_moderator(interaction):
-            await _reply(interaction, messages.DISCORD_NOT_YOURS)
+            await _reply(interaction, messages.NOT_YOURS)
             return
         try:
             await self.handle(interaction, bot, job)
@@ -84,7 +84,7 @@ class _JobButton:
             await _reply(interaction, error.user_message)
         except Exception:
             log.exception("%s on job %s failed", self.action, self.job_id)
-            await _reply(interaction, messages.DISCORD_UNEXPECTED)
+            await _reply(interaction, messages.UNEXPECTED)
 
     async def handle(self, interaction: discord.Interaction, bot: AvatarBot, job) -> None:
         raise NotImplementedError
@@ -96,18 +96,18 @@ class CancelButton(
     template=rf"avatarbot:cancel:{_JOB_ID}",
 ):
     action = "cancel"
-    label = messages.DISCORD_BUTTON_CANCEL
+    label = messages.BUTTON_CANCEL
     style = discord.ButtonStyle.danger
 
     async def handle(self, interaction, bot, job) -> None:
         if not job.active:
-            await _reply(interaction, messages.DISCORD_ALREADY_FINISHED)
+            await _reply(interaction, messages.ALREADY_FINISHED)
             return
         requester = str(interaction.user.id) == job.requester.user_id
         if await bot.flow.cancel(job.id, str(interaction.user.id), force=not requester):
-            await _reply(interaction, messages.DISCORD_CANCELLING)
+            await _reply(interaction, messages.CANCELLING)
         else:  # it ended between the press and now
-            await _reply(interaction, messages.DISCORD_ALREADY_FINISHED)
+            await _reply(interaction, messages.ALREADY_FINISHED)
 
 
 class AgainButton(
@@ -116,14 +116,14 @@ class AgainButton(
     template=rf"avatarbot:again:{_JOB_ID}",
 ):
     action = "again"
-    label = messages.DISCORD_BUTTON_AGAIN
+    label = messages.BUTTON_AGAIN
     style = discord.ButtonStyle.primary
 
     async def handle(self, interaction, bot, job) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         new_job = await bot.flow.again(job.id, bot.requester_for(interaction.user, interaction.guild_id))
         await bot.post_status_message(new_job, reference=interaction.message)
-        await interaction.followup.send(messages.DISCORD_AGAIN_STARTED, ephemeral=True)
+        await interaction.followup.send(messages.AGAIN_STARTED, ephemeral=True)
 
 
 class DeleteButton(
@@ -132,10 +132,10 @@ class DeleteButton(
     template=rf"avatarbot:delete:{_JOB_ID}",
 ):
     action = "delete"
-    label = messages.DISCORD_BUTTON_DELETE
+    label = messages.BUTTON_DELETE
 
     async def handle(self, interaction, bot, job) -> None:
-        await interaction.response.send_message(messages.DISCORD_DELETED, ephemeral=True)
+        await interaction.response.send_message(messages.DELETED, ephemeral=True)
         if interaction.message is not None:
             # The clip message belongs to the bot, so the bot token may delete it at any age.
             await interaction.message.delete()

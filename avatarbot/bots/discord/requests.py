@@ -138,11 +138,11 @@ class Requests:
             return
         except Exception:
             log.exception("request from %s failed", interaction.user.id)
-            await self._followup(interaction, messages.DISCORD_UNEXPECTED)
+            await self._followup(interaction, messages.UNEXPECTED)
             return
         if not job.duplicate:
             await self.bot.post_status_message(job, reference=reply_to)
-        await self._followup(interaction, messages.DISCORD_STARTED)
+        await self._followup(interaction, messages.STARTED)
 
     @staticmethod
     async def _followup(interaction: discord.Interaction, text: str) -> None:
