@@ -681,7 +681,7 @@ async def test_again_and_delete_work_after_a_restart(
         [job] = _jobs_of(config, user.id)
 
         async with running_bot(config, fake) as second:  # a new process, as far as the buttons know
-            assert second.deliveries is not None
+            assert second.lifecycle is not None
             refused = await fake.click(stranger, clip_message, f"avatarbot:again:{job.id}")
             await fake.wait_for(lambda: refused.callback, 10, "the refusal")
             assert refused.callback["data"]["content"] == messages.NOT_YOURS

@@ -10,8 +10,8 @@ import pytest
 from conftest import wait_for, wait_for_job, with_overrides
 
 from avatarbot import messages
-from avatarbot.service.flow import RenderRequest, Requester
 from avatarbot.errors import InputError, InputsExpiredError, NotAnImageError, QuotaError
+from avatarbot.service.flow import RenderRequest, Requester
 from avatarbot.tasks.app import GPU_QUEUE, RENDER_TASK
 from avatarbot.tasks.jobs import JobOptions
 
@@ -189,13 +189,13 @@ async def test_server_quota_and_chat_overrides(settings, requester, reply_to, ph
 
     flow = RequestFlow.from_settings(settings)  # no worker needed: the jobs only have to exist
     try:
-        await flow.chat_settings.update("telegram", requester.server_id, max_per_server_per_hour=1)
+        await flow.chat_config.update("telegram", requester.server_id, max_per_server_per_hour=1)
         await flow.submit(requester, reply_to, RenderRequest(photo=photo_bytes, audio=voice_bytes, seed=1))
         other = Requester("telegram", requester.user_id + "-b", requester.server_id)
         with pytest.raises(QuotaError) as refused:
             await flow.submit(other, reply_to, RenderRequest(photo=photo_bytes, audio=voice_bytes, seed=2))
         assert refused.value.user_message.startswith("This chat has made 1 clips")
-        await flow.chat_settings.update("telegram", requester.server_id, max_per_server_per_hour=None)
+        await flow.chat_config.update("telegram", requester.server_id, max_per_server_per_hour=None)
         await flow.submit(other, reply_to, RenderRequest(photo=photo_bytes, audio=voice_bytes, seed=2))
     finally:
         await flow.close()
@@ -438,15 +438,21 @@ async def test_status_message_and_chat_settings_round_trip(flow, requester, repl
     assert await flow.get("no-such-job") is None
 
     chat = requester.server_id
-    assert (await flow.chat_settings.get("discord", chat))["captions"] is True
-    updated = await flow.chat_settings.update(
-        "discord", chat, captions=False, default_voice="de-male", allowed_channels=[1, 2]
+    assert (await flow.chat_config.get("discord", chat)).clip_captions is True
+    updated = await flow.chat_config.update(
+        "discord", chat, clip_captions=False, default_voice="de-male", allowed_channels=(1, 2)
     )
-    assert updated["captions"] is False and updated["allowed_channels"] == [1, 2]
-    assert (await flow.chat_settings.get("discord", chat))["default_voice"] == "de-male"
-    assert (await flow.chat_settings.get("telegram", chat))["default_voice"] is None  # per platform
-    await flow.chat_settings.update("discord", chat, default_voice=None)
-    assert (await flow.chat_settings.get("discord", chat))["default_voice"] is None
+    assert updated.clip_captions is False and updated.allowed_channels == ("1", "2")
+    assert (await flow.chat_config.get("discord", chat)).default_voice == "de-male"
+    assert (await flow.chat_config.get("telegram", chat)).default_voice is None  # per platform
+    await flow.chat_config.update("discord", chat, default_voice=None)
+    assert (await flow.chat_config.get("discord", chat)).default_voice is None
+    # Only registered keys: a typo is an error, not a silently stored setting.
+    with pytest.raises(KeyError):
+        await flow.chat_config.update("discord", chat, captions=False)
+    # What earlier versions stored under "captions" reads as the clip caption switch.
+    flow.store.redis.hset(f"avatarbot:chat:discord:{chat}", "captions", "false")
+    assert (await flow.chat_config.get("discord", chat)).clip_captions is False
 
 
 def _png_of(jpeg: bytes) -> bytes:

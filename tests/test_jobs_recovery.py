@@ -10,8 +10,8 @@ from conftest import voiced_wav, wait_for_job, with_overrides
 
 from avatarbot import messages
 from avatarbot.avatar.engine import RenderOptions
-from avatarbot.service.flow import RenderRequest, RequestFlow
 from avatarbot.errors import QueueUnavailableError, RenderError
+from avatarbot.service.flow import RenderRequest, RequestFlow
 from avatarbot.tasks.jobs import JobOptions
 
 pytestmark = pytest.mark.timeout(180)
@@ -111,8 +111,8 @@ def test_render_via_queue_writes_the_clip_and_reports_progress(
 
 
 def test_render_via_queue_raises_the_jobs_failure(render_worker, base_settings, settings, photo_bytes, tmp_path):
-    from avatarbot.tasks import render_job
     from avatarbot.service.cli_client import render_via_queue
+    from avatarbot.tasks import render_job
 
     class Broken:
         name = "broken"

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from avatarbot.service.flow import RenderRequest, RequestFlow
 from avatarbot.errors import NotAnImageError, QuotaError
+from avatarbot.service.flow import RenderRequest, RequestFlow
 from avatarbot.tasks.quotas import UNRECORDED_GRACE_S, QuotaLimits
 from tests.conftest import with_overrides
 from tests.test_discord import restore_endpoints  # noqa: F401 - a fixture

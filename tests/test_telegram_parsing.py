@@ -10,8 +10,8 @@ from PIL import Image
 from telegram import Message
 
 from avatarbot.bots.telegram import buttons, redact
-from avatarbot.service.traits import CLIP_ACTIONS, Action
 from avatarbot.bots.telegram.requests import command_args, parse
+from avatarbot.service.traits import CLIP_ACTIONS, Action
 from tests.fake_telegram import BOT_USER, FakeTelegram
 
 BOT = "avatar_test_bot"

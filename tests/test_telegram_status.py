@@ -13,7 +13,7 @@ from avatarbot.bots.telegram import surface as status_module
 from avatarbot.bots.telegram.surface import TelegramSurface
 from avatarbot.service.status import StatusBoard
 from avatarbot.settings import Settings
-from avatarbot.tasks.jobs import ReplyTarget
+from avatarbot.tasks.jobs import Job, JobOptions, ReplyTarget, Requester
 from tests.fake_telegram import TOKEN, FakeTelegram
 
 
@@ -27,6 +27,11 @@ async def fake_and_bot():
     await fake.stop()
 
 
+def _job(chat_id: str, job_id: str) -> Job:
+    """A job snapshot as the board gets it: only its id and where it replies matter here."""
+    return Job(job_id, Requester("telegram", "1"), ReplyTarget(chat_id), JobOptions("", "fast", 1.0, 0), {}, "running")
+
+
 async def _status_message(fake: FakeTelegram, bot: Bot, chat_id: int) -> int:
     return (await bot.send_message(chat_id, "Queued")).message_id
 
@@ -37,7 +42,7 @@ async def test_bursts_collapse_to_the_latest_text_at_the_chat_rate(fake_and_bot,
     board = StatusBoard(TelegramSurface(bot, Settings()))
     message_id = await _status_message(fake, bot, 42)
     for step in range(10):
-        board.show(ReplyTarget("42"), "job1", message_id, f"Rendering {step}")
+        board.show(_job("42", "job1"), message_id, f"Rendering {step}")
         await asyncio.sleep(0.02)
     await fake.wait_for("editMessageText", lambda c: c.params["text"] == "Rendering 9")
     await asyncio.sleep(0.4)
@@ -46,7 +51,7 @@ async def test_bursts_collapse_to_the_latest_text_at_the_chat_rate(fake_and_bot,
     assert len(texts) < 10  # intermediate steps were skipped, not queued
     edits = fake.calls_to("editMessageText")
     assert all(b.at - a.at >= 0.25 for a, b in itertools.pairwise(edits))
-    board.show(ReplyTarget("42"), "job1", message_id, "Rendering 9")  # same words: no edit
+    board.show(_job("42", "job1"), message_id, "Rendering 9")  # same words: no edit
     await asyncio.sleep(0.4)
     assert len(fake.calls_to("editMessageText")) == len(texts)
     await board.close()
@@ -57,13 +62,13 @@ async def test_no_progress_edit_lands_after_finish(fake_and_bot, monkeypatch):
     monkeypatch.setattr(status_module, "PRIVATE_EDIT_INTERVAL_S", 0.2)
     board = StatusBoard(TelegramSurface(bot, Settings()))
     message_id = await _status_message(fake, bot, 7)
-    board.show(ReplyTarget("7"), "job2", message_id, "Rendering 1")
-    board.show(ReplyTarget("7"), "job2", message_id, "Rendering 2")  # replaces the wish, not queued behind it
+    board.show(_job("7", "job2"), message_id, "Rendering 1")
+    board.show(_job("7", "job2"), message_id, "Rendering 2")  # replaces the wish, not queued behind it
     await asyncio.sleep(0.01)  # the edit is in flight
     await board.finish("job2")  # waits for it
     finished_at = asyncio.get_running_loop().time()
     await bot.edit_message_text("Cancelled.", chat_id=7, message_id=message_id)
-    board.show(ReplyTarget("7"), "job2", message_id, "Rendering 3")  # a late report
+    board.show(_job("7", "job2"), message_id, "Rendering 3")  # a late report
     await asyncio.sleep(0.5)
     texts = [c.params["text"] for c in fake.calls_to("editMessageText")]
     assert texts == ["Rendering 2", "Cancelled."]
@@ -86,9 +91,9 @@ async def test_the_edit_that_says_a_request_was_taken_keeps_its_priority_when_pr
 
     bot = RecordingBot()
     board = StatusBoard(TelegramSurface(bot, Settings()))
-    board.show(ReplyTarget("-100"), "job-1", 10, "Queued — you're next.", urgent=True)
-    board.show(ReplyTarget("-100"), "job-1", 10, "Rendering ▰▱▱▱▱▱▱▱▱▱ 10%")  # before the first edit went out
-    board.show(ReplyTarget("-100"), "job-2", 11, "Rendering ▰▰▱▱▱▱▱▱▱▱ 20%")
+    board.show(_job("-100", "job-1"), 10, "Queued — you're next.", urgent=True)
+    board.show(_job("-100", "job-1"), 10, "Rendering ▰▱▱▱▱▱▱▱▱▱ 10%")  # before the first edit went out
+    board.show(_job("-100", "job-2"), 11, "Rendering ▰▰▱▱▱▱▱▱▱▱ 20%")
     for _ in range(100):
         if bot.edits:
             break

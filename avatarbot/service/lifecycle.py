@@ -153,11 +153,10 @@ class Lifecycle:
         log.info("job %s: posted again as message %s", job.id, posted.message_id)
 
     async def _show_first_status(self, answer: Answer, job: Job) -> None:
-        target = job.reply_target
         text = replies.status(job)
         message_id = answer.status_message_id
         if message_id is not None:
-            self.board.show(target, job.id, message_id, text, STATUS_ACTIONS, urgent=True)
+            self.board.show(job, message_id, text, STATUS_ACTIONS, urgent=True)
         else:
             message_id = await self._post_status(job, text)
         if message_id is not None:
@@ -166,7 +165,7 @@ class Lifecycle:
 
     async def _post_status(self, job: Job, text: str) -> str | None:
         try:
-            message_id = await self.surface.post_status(job.reply_target, text, STATUS_ACTIONS, job.id)
+            message_id = await self.surface.post_status(job, text, STATUS_ACTIONS)
         except Exception as error:
             log.warning("status message for job %s failed: %s", job.id, error)
             return None
@@ -203,6 +202,8 @@ class Lifecycle:
                     return PressOutcome(messages.CANCELLING)
                 return PressOutcome(messages.ALREADY_FINISHED)
             if press.action == Action.AGAIN:
+                if press.before_acting is not None:
+                    await press.before_acting()
                 new_job = await self.flow.again(job.id, press.presser)
                 if not new_job.duplicate:
                     message_id = await self._post_status(new_job, replies.status(new_job))
@@ -242,7 +243,7 @@ class Lifecycle:
     def _on_job(self, job: Job) -> None:
         if job.active:
             if job.status_message_id:
-                self.board.show(job.reply_target, job.id, job.status_message_id, replies.status(job), STATUS_ACTIONS)
+                self.board.show(job, job.status_message_id, replies.status(job), STATUS_ACTIONS)
         elif job.finished and not job.delivered and job.id not in self._delivering:
             self._delivering.add(job.id)
             task = asyncio.create_task(self._deliver(job), name=f"deliver-{job.id}")

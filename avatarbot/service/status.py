@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from avatarbot.service.traits import Action, Surface
-from avatarbot.tasks.jobs import ReplyTarget
+from avatarbot.tasks.jobs import Job
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ FINISHED_REMEMBERED = 10_000
 
 @dataclass
 class _Wanted:
-    target: ReplyTarget
+    job: Job
     message_id: str
     text: str
     actions: tuple[Action, ...]
@@ -41,17 +41,17 @@ class StatusBoard:
         self._finished: dict[str, None] = {}  # insertion-ordered set
 
     def show(
-        self, target: ReplyTarget, job_id: str, message_id: str, text: str, actions: Sequence[Action] = (),
-        *, urgent: bool = False,
-    ) -> None:  # fmt: skip
+        self, job: Job, message_id: str, text: str, actions: Sequence[Action] = (), *, urgent: bool = False
+    ) -> None:
         """Ask for the status message to say `text`, soon (throttled). `urgent` (the edit that
         tells the sender their request was taken) stays with a newer text waiting in its place."""
+        job_id, target = job.id, job.reply_target
         if self._shown.get(job_id) == text or job_id in self._finished:
             return
         waiting = self._wanted.setdefault(target.chat_id, {})
         if job_id in waiting:
             urgent = urgent or waiting[job_id].urgent
-        waiting[job_id] = _Wanted(target, str(message_id), text, tuple(actions), urgent)
+        waiting[job_id] = _Wanted(job, str(message_id), text, tuple(actions), urgent)
         flusher = self._flushers.get(target.chat_id)
         if flusher is None or flusher.done():
             self._flushers[target.chat_id] = asyncio.create_task(
@@ -93,9 +93,9 @@ class StatusBoard:
                     continue
                 try:
                     await self._surface.edit_status(
-                        wanted.target, wanted.message_id, wanted.text, wanted.actions, job_id, urgent=wanted.urgent
+                        wanted.job, wanted.message_id, wanted.text, wanted.actions, urgent=wanted.urgent
                     )
                     self._shown[job_id] = wanted.text
                 except Exception as error:  # a status edit is never worth more than a log line
                     log.info("status edit for job %s in %s failed: %s", job_id, chat_id, error)
-            await asyncio.sleep(self._surface.edit_interval_s(wanted.target))
+            await asyncio.sleep(self._surface.edit_interval_s(wanted.job.reply_target))

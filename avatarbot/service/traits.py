@@ -71,13 +71,12 @@ class Surface(Protocol):
         """The least time between two status edits in this chat (flood limits). The flow's
         throttle keeps to it per chat and always ends on the newest text."""
 
-    async def post_status(self, target: ReplyTarget, text: str, actions: Sequence[Action], job_id: str) -> str:
-        """Post a new status message replying to the request; return its message id."""
+    async def post_status(self, job: Job, text: str, actions: Sequence[Action]) -> str:
+        """Post a new status message replying to `job.reply_target`; return its message id."""
 
     async def edit_status(
-        self, target: ReplyTarget, message_id: str, text: str, actions: Sequence[Action], job_id: str,
-        *, urgent: bool = False,
-    ) -> None:  # fmt: skip
+        self, job: Job, message_id: str, text: str, actions: Sequence[Action], *, urgent: bool = False
+    ) -> None:
         """Make the status message say `text` with these buttons. `urgent`: this edit answers the
         requester (their request was taken), so it goes ahead of routine progress edits."""
 
@@ -146,7 +145,9 @@ class Source:
 class Press:
     """A button press as the surface saw it. `job_id` comes from the button's data (anyone can
     forge that); `chat_id` and `message_id` are where the press came from (the platform vouches
-    for those). `is_moderator` answers whether the presser may act on others' jobs in that chat."""
+    for those). `is_moderator` answers whether the presser may act on others' jobs in that chat.
+    `before_acting`, if given, is awaited once the press is allowed and before the slow part
+    (Again reads the inputs back and queues a render): Discord acknowledges the interaction there."""
 
     action: Action
     job_id: str
@@ -154,3 +155,4 @@ class Press:
     message_id: str | None
     presser: Requester
     is_moderator: Callable[[], Awaitable[bool]]
+    before_acting: Callable[[], Awaitable[None]] | None = None

@@ -62,7 +62,8 @@ SOUND_EXTENSIONS = (
     ".mkv",
 )
 
-DOWNLOAD_TIMEOUT_S = 60.0
+# Per read; the whole download has the flow's overall deadline (limits.download_deadline_s).
+READ_TIMEOUT_S = 60.0
 DOWNLOAD_CHUNK_BYTES = 64 * 1024
 
 
@@ -136,56 +137,53 @@ def _check_url(url: str, settings: Settings) -> None:
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     if host not in allowed_hosts(settings):
-        raise errors.InputError(
+        raise errors.DownloadError(
             messages.DOWNLOAD_FAILED,
             detail=f"attachment host {host!r} is not a Discord CDN",
         )
     # CDN URLs never carry user info; "https://cdn.discordapp.com@other/..." is a trick to make
     # a reader see one host while the request goes to another.
     if "@" in parts.netloc:
-        raise errors.InputError(messages.DOWNLOAD_FAILED, detail="attachment URL carries user info")
+        raise errors.DownloadError(messages.DOWNLOAD_FAILED, detail="attachment URL carries user info")
     # Discord's own CDN is https only; a configured host (a proxy on the same network, the tests'
     # fake server) may be plain http.
     if parts.scheme != "https" and not (parts.scheme == "http" and host in settings.discord.cdn_hosts):
-        raise errors.InputError(
+        raise errors.DownloadError(
             messages.DOWNLOAD_FAILED,
             detail=f"attachment URL scheme {parts.scheme!r}",
         )
 
 
-async def download(attachment: discord.Attachment, settings: Settings, session: aiohttp.ClientSession) -> bytes:
-    """The attachment's bytes, never more than the download cap, from Discord's CDN only."""
+async def download(
+    attachment: discord.Attachment, settings: Settings, session: aiohttp.ClientSession, cap: int | None = None
+) -> bytes:
+    """The attachment's bytes, never more than `cap` (default: limits.max_download_bytes), from
+    Discord's CDN only. The flow runs this under its overall download deadline; nothing here
+    retries."""
     _check_url(attachment.url, settings)
-    limit = settings.limits.max_download_bytes
+    cap = cap or settings.limits.max_download_bytes
     try:
-        timeout = aiohttp.ClientTimeout(total=DOWNLOAD_TIMEOUT_S)
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=READ_TIMEOUT_S)
         async with session.get(attachment.url, timeout=timeout, allow_redirects=False) as response:
             if response.status != 200:
-                raise errors.InputError(
-                    messages.DOWNLOAD_FAILED,
-                    detail=f"CDN answered {response.status} for {attachment.id}",
+                raise errors.DownloadError(
+                    messages.DOWNLOAD_FAILED, detail=f"CDN answered {response.status} for {attachment.id}"
                 )
-            if response.content_length is not None and response.content_length > limit:
+            if response.content_length is not None and response.content_length > cap:
                 raise errors.FileTooBigError(
-                    messages.file_too_big(limit),
-                    detail=f"CDN sends {response.content_length} bytes",
+                    messages.file_too_big(cap), detail=f"CDN sends {response.content_length} bytes"
                 )
             chunks: list[bytes] = []
             received = 0
             async for chunk in response.content.iter_chunked(DOWNLOAD_CHUNK_BYTES):
                 received += len(chunk)
-                if received > limit:
+                if received > cap:
                     raise errors.FileTooBigError(
-                        messages.file_too_big(limit),
-                        detail=f"download of {attachment.id} passed {limit} bytes",
+                        messages.file_too_big(cap), detail=f"download of {attachment.id} passed {cap} bytes"
                     )
                 chunks.append(chunk)
-    except (aiohttp.ClientError, TimeoutError) as error:
-        raise errors.InputError(
-            messages.DOWNLOAD_FAILED,
-            detail=f"download of {attachment.id} failed: {error!r}",
+    except aiohttp.ClientError as error:
+        raise errors.DownloadError(
+            messages.DOWNLOAD_FAILED, detail=f"download of {attachment.id} failed: {error!r}"
         ) from error
-    data = b"".join(chunks)
-    if not data:
-        raise errors.EmptyFileError(messages.EMPTY_FILE, detail=f"attachment {attachment.id} downloaded empty")
-    return data
+    return b"".join(chunks)

@@ -66,10 +66,11 @@ def _fetch_failed(detail: str) -> DownloadError:
     return DownloadError(messages.DOWNLOAD_FAILED, detail=detail)
 
 
-async def fetch(bot: Bot, attachment: Attachment, settings: Settings, cap: int) -> bytes:
-    """The file's bytes, never more than `cap`. The flow checked the declared size and runs
-    this under its overall download deadline; nothing here retries (a stalled host would
-    stall again)."""
+async def fetch(bot: Bot, attachment: Attachment, settings: Settings, cap: int | None = None) -> bytes:
+    """The file's bytes, never more than `cap` (default: `download_limit`). The flow checked the
+    declared size and runs this under its overall download deadline; nothing here retries (a
+    stalled host would stall again)."""
+    cap = cap or download_limit(settings)
     try:
         file = await bot.get_file(attachment.file_id)
     except TelegramError as error:

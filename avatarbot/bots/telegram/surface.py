@@ -68,21 +68,22 @@ class TelegramSurface:
             return ErrorKind.TRANSIENT
         return None
 
-    async def post_status(self, target: ReplyTarget, text: str, actions: Sequence[Action], job_id: str) -> str:
+    async def post_status(self, job: Job, text: str, actions: Sequence[Action]) -> str:
+        target = job.reply_target
         sent = await call_with_retries(
             self.bot.send_message,
             chat_id=int(target.chat_id),
             text=text,
             message_thread_id=int_or_none(target.thread_id),
             reply_parameters=_reply_parameters(target.message_id),
-            reply_markup=buttons.keyboard(actions, job_id),
+            reply_markup=buttons.keyboard(actions, job.id),
         )
         return str(sent.message_id)
 
     async def edit_status(
-        self, target: ReplyTarget, message_id: str, text: str, actions: Sequence[Action], job_id: str,
-        *, urgent: bool = False,
-    ) -> None:  # fmt: skip
+        self, job: Job, message_id: str, text: str, actions: Sequence[Action], *, urgent: bool = False
+    ) -> None:
+        target = job.reply_target
         if not urgent:
             await self.chat_action(int(target.chat_id), int_or_none(target.thread_id))
         # rate_limit_args only where asked: a plain Bot (not the Application's ExtBot) has none.
@@ -90,7 +91,7 @@ class TelegramSurface:
         try:
             await self.bot.edit_message_text(
                 text, chat_id=int(target.chat_id), message_id=int(message_id),
-                reply_markup=buttons.keyboard(actions, job_id), **priority,
+                reply_markup=buttons.keyboard(actions, job.id), **priority,
             )  # fmt: skip
         except BadRequest as error:
             # "message is not modified" or the message was deleted: nothing to retry.
