@@ -121,6 +121,7 @@ def clip_too_big(limit_bytes: int) -> str:
 # --- a job's life on every surface (status, buttons, repeats) ------------------------------------
 DONE = "done."
 ALREADY_ASKED = "You asked for this exact clip a moment ago: it's already on its way (see above)."
+CLIP_REFUSED = "Your clip is ready, but this chat refused it, most likely because it's too big to post here. Try a shorter recording."
 CLIP_AGAIN = "You asked for this exact clip before, so here it is again."
 UNEXPECTED = "Something went wrong on my side. Please try again in a moment."
 DELIVERY_FAILED = "Your clip is ready but I couldn't post it here. Please try again later."

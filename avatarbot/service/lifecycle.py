@@ -298,10 +298,15 @@ class Lifecycle:
             except AvatarbotError as error:
                 # The clip can't be made to fit, or expired: say so once instead of retrying for ever.
                 log.warning("job %s: clip not deliverable: %s", job.id, error.detail)
-                posted = await self.surface.post_failure(job, error.user_message)
-                await self._remember(job, posted)
-                return {**posted.record, "message_id": posted.message_id, "error": error.user_message,
-                        "error_code": error.code}  # fmt: skip
+                return await self._post_clip_failure(job, error.user_message, error.code)
+            except Exception as error:
+                if self.surface.error_kind(error) != ErrorKind.PERMANENT:
+                    raise
+                # The platform refused the clip for good (too big for the chat after all, say):
+                # tell the requester once; if even that is refused, the record says why.
+                log.warning("job %s: the platform refused the clip: %s", job.id, error)
+                record = await self._post_clip_failure(job, messages.CLIP_REFUSED, "clip_refused")
+                return {**record, "undeliverable": str(error)[:200] or type(error).__name__}
             try:
                 await self.surface.close_status(job, messages.DONE)
             except Exception as error:
@@ -310,6 +315,11 @@ class Lifecycle:
         posted = await self.surface.post_failure(job, replies.outcome(job))
         await self._remember(job, posted)
         return {**posted.record, "message_id": posted.message_id, "error_code": job.error_code}
+
+    async def _post_clip_failure(self, job: Job, text: str, code: str) -> dict:
+        posted = await self.surface.post_failure(job, text)
+        await self._remember(job, posted)
+        return {**posted.record, "message_id": posted.message_id, "error": text, "error_code": code}
 
     async def _post_clip(self, target: ReplyTarget, job: Job) -> Posted:
         config = await self.flow.chat_config.get(self.platform, job.requester.server_id or target.chat_id)
