@@ -34,6 +34,9 @@ Helpers (import from conftest): `with_overrides`, `wait_for(predicate, timeout_s
 `wait_for_job(store, job_id, states, timeout_s)`, `voiced_wav(seconds)` (WAV bytes).
 
 Tests that start real processes (`avatarbot run`, `avatarbot worker`) are marked `drill`.
+
+Tests written once for both chat surfaces use the fixtures of `tests/chat_sides.py` (`make_side`,
+parametrized over Telegram and Discord), registered below.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from avatarbot.settings import Settings
 from avatarbot.tasks.inputs import audio_wav
+
+pytest_plugins = ["tests.chat_sides"]
 
 
 # --- helpers -------------------------------------------------------------------------------------
