@@ -6,6 +6,8 @@ short, friendly, and say what to do next. Operators' log lines do not belong her
 
 from __future__ import annotations
 
+from avatarbot.vocab import Stage
+
 
 def _seconds(value: float) -> str:
     if value >= 120:
@@ -152,7 +154,7 @@ def queued(position: int | None) -> str:
     return f"Queued — {ordinal(position)} in line."
 
 
-_STAGE_NAMES = {"preparing": "Preparing", "rendering": "Rendering", "encoding": "Encoding", "uploading": "Uploading"}
+_STAGE_NAMES = {Stage.PREPARING: "Preparing", Stage.RENDERING: "Rendering", Stage.ENCODING: "Encoding"}
 
 
 def progress(stage: str, step: int, total: int, eta_s: float | None = None, width: int = 10) -> str:

@@ -23,7 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-Quality = Literal["fast", "standard", "high"]
+from avatarbot.vocab import QUALITY_TABLE, Quality
 
 CONFIG_ENV_VAR = "AVATARBOT_CONFIG"
 
@@ -63,10 +63,10 @@ class LimitsSettings(_Section):
 
 class RenderSettings(_Section):
     engine: Literal["lite", "hunyuan"] = "lite"
-    quality: Quality = "standard"
+    quality: Quality = Quality.STANDARD
     motion: float = Field(1.0, ge=0.0, le=2.0)
     # Encoder quality (x264 CRF) per preset; lower is better and bigger.
-    crf: dict[str, int] = {"fast": 28, "standard": 23, "high": 19}
+    crf: dict[str, int] = {quality: preset.crf for quality, preset in QUALITY_TABLE.items()}
 
 
 class TTSSettings(_Section):

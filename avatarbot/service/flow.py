@@ -100,7 +100,7 @@ class RenderRequest:
     audio: bytes | None = None  # a recording; wins over `text` when both are given
     text: str | None = None  # spoken by TTS when there is no recording
     voice_name: str | None = None  # TTS voice; default tts.default_voice
-    quality: str | None = None  # "fast" | "standard" | "high"; default render.quality
+    quality: str | None = None  # a `vocab.Quality`; default render.quality
     motion: float | None = None  # 0..2; default render.motion
     seed: int | None = None  # None: a fresh random seed
 

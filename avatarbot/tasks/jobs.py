@@ -32,20 +32,20 @@ from typing import Any
 import redis
 
 from avatarbot.tasks import keys
+from avatarbot.vocab import ACTIVE_STATES, OUTCOME_STATES, JobState
 
 PREFIX = keys.PREFIX
 
-QUEUED = "queued"
-RUNNING = "running"
-ENCODING = "encoding"
-DONE = "done"
-DELIVERED = "delivered"
-FAILED = "failed"
-CANCELLED = "cancelled"
-
-ACTIVE_STATES = frozenset({QUEUED, RUNNING, ENCODING})
-OUTCOME_STATES = frozenset({DONE, FAILED, CANCELLED})  # finished, waiting to be delivered
-ALL_STATES = ACTIVE_STATES | OUTCOME_STATES | {DELIVERED}
+# The states (their one owner is `avatarbot.vocab.JobState`), under the short names the
+# scripts and the worker use.
+QUEUED = JobState.QUEUED
+RUNNING = JobState.RUNNING
+ENCODING = JobState.ENCODING
+DONE = JobState.DONE
+DELIVERED = JobState.DELIVERED
+FAILED = JobState.FAILED
+CANCELLED = JobState.CANCELLED
+ALL_STATES = frozenset(JobState)
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,11 @@ from avatarbot.avatar.hunyuan.conditioning import (
     full_prompt,
 )
 from avatarbot.avatar.hunyuan.model import BlockCache
+from avatarbot.vocab import QUALITY_TABLE
 
 log = logging.getLogger(__name__)
 
-QUALITY_SHORT_SIDE = {"fast": 384, "standard": 512, "high": 704}
+QUALITY_SHORT_SIDE = {quality: preset.short_side for quality, preset in QUALITY_TABLE.items()}
 DEFAULT_FPS = 25.0
 # Above this many bytes the step cache's per-frame video tokens are kept in CPU memory (a 60 s
 # clip at 704 px would otherwise hold ~15 GB of cache on the GPU).

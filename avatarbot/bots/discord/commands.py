@@ -15,6 +15,7 @@ from avatarbot.bots.discord.limits import MAX_AUTOCOMPLETE_CHOICES
 from avatarbot.bots.discord.requests import Inputs, check_can_post, first_photo
 from avatarbot.bots.discord.server_settings import ServerSettings, channel_list_after
 from avatarbot.tts import find_voice, search_voices
+from avatarbot.vocab import Quality
 
 if TYPE_CHECKING:
     from avatarbot.bots.discord.bot import AvatarBot
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 D = messages.DISCORD_DESCRIBE
-QUALITIES = ("fast", "standard", "high")
+QUALITIES = tuple(Quality)
 QUALITY_CHOICES = [app_commands.Choice(name=q, value=q) for q in QUALITIES]
 MOTION_CHOICES = [app_commands.Choice(name=name, value=name) for name in messages.DISCORD_MOTION_CHOICES]
 
