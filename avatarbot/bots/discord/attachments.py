@@ -17,6 +17,8 @@ import discord
 
 from avatarbot import errors, messages
 from avatarbot.bots.discord.limits import DISCORD_CDN_HOSTS
+from avatarbot.service import intake
+from avatarbot.service.traits import Source
 from avatarbot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,41 +94,34 @@ def is_sound(attachment: discord.Attachment) -> bool:
     return _extension(attachment) in SOUND_EXTENSIONS
 
 
-def _check_size(attachment: discord.Attachment, settings: Settings) -> None:
-    limit = settings.limits.max_download_bytes
-    if attachment.size <= 0:
-        raise errors.EmptyFileError(messages.EMPTY_FILE, detail=f"attachment {attachment.id} declares 0 bytes")
-    if attachment.size > limit:
-        raise errors.FileTooBigError(
-            messages.file_too_big(limit),
-            detail=f"attachment {attachment.id} declares {attachment.size} bytes",
-        )
+def source_of(attachment: discord.Attachment, settings: Settings, session: aiohttp.ClientSession) -> Source:
+    """What the flow's intake needs: the declared size and duration, and the download."""
+
+    async def fetch(cap: int) -> bytes:
+        return await download(attachment, settings, session, cap)
+
+    return Source(fetch=fetch, declared_bytes=attachment.size, duration_s=attachment.duration,
+                  name=f"attachment {attachment.id}")  # fmt: skip
 
 
 def check_photo(attachment: discord.Attachment, settings: Settings) -> None:
-    """Refuse what is plainly not a usable photo, from the metadata alone."""
+    """Refuse what is plainly not a usable photo, from the metadata alone (within the 3 s an
+    interaction must be answered in): Discord's type, then the flow's declared-size check."""
     if not is_photo(attachment):
         raise errors.NotAnImageError(
-            messages.NOT_AN_IMAGE,
-            detail=f"photo attachment has type {attachment.content_type!r}",
+            messages.NOT_AN_IMAGE, detail=f"photo attachment has type {attachment.content_type!r}"
         )
-    _check_size(attachment, settings)
+    intake.check_declared_size(source_of(attachment, settings, None), settings.limits.max_download_bytes)
 
 
 def check_sound(attachment: discord.Attachment, settings: Settings) -> None:
     """Refuse what is plainly not a usable recording, from the metadata alone."""
     if not is_sound(attachment):
         raise errors.AudioError(
-            messages.NOT_A_RECORDING,
-            detail=f"voice attachment has type {attachment.content_type!r}",
+            messages.NOT_A_RECORDING, detail=f"voice attachment has type {attachment.content_type!r}"
         )
-    _check_size(attachment, settings)
-    limit = settings.limits.max_audio_seconds
-    if attachment.duration is not None and attachment.duration > limit:
-        raise errors.AudioTooLongError(
-            messages.audio_too_long(attachment.duration, limit),
-            detail=f"attachment declares {attachment.duration:.1f} s",
-        )
+    source = source_of(attachment, settings, None)
+    intake.check_declared_sound(source, settings.limits.max_download_bytes, settings.limits.max_audio_seconds)
 
 
 def allowed_hosts(settings: Settings) -> tuple[str, ...]:

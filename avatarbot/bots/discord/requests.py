@@ -17,7 +17,6 @@ import discord
 from avatarbot import errors, messages
 from avatarbot.bots.discord import attachments
 from avatarbot.bots.discord.server_settings import ServerSettings
-from avatarbot.service.traits import Source
 from avatarbot.tts import clean_text, find_voice
 
 if TYPE_CHECKING:
@@ -194,23 +193,12 @@ class Requests:
             answer,
             self.bot.requester_for(user, guild_id),
             target,
-            self._source(inputs.photo),
-            self._source(inputs.sound) if inputs.sound is not None else None,
+            attachments.source_of(inputs.photo, self.settings, self.bot.http_session),
+            attachments.source_of(inputs.sound, self.settings, self.bot.http_session) if inputs.sound else None,
             inputs.text,
             voice_name=inputs.voice_name,
             quality=inputs.quality,
             motion=inputs.motion,
-        )
-
-    def _source(self, attachment: discord.Attachment) -> Source:
-        async def fetch(cap: int) -> bytes:
-            return await attachments.download(attachment, self.settings, self.bot.http_session, cap)
-
-        return Source(
-            fetch=fetch,
-            declared_bytes=attachment.size,
-            duration_s=attachment.duration,
-            name=f"attachment {attachment.id}",
         )
 
 
