@@ -112,10 +112,10 @@ class TelegramSide:
     def edits(self) -> int:
         return len(self.fake.calls_to("editMessageText"))
 
-    def too_big(self, limit: int) -> tuple[str, str, int]:
-        """The failure for a clip over `limit`: Telegram's limit is known up front, so the
-        re-encode shows it can't fit and nothing is uploaded in vain."""
-        return messages.clip_too_big(limit), "encode_failed", 0
+    def too_big(self, limit: int) -> tuple[str, str, dict, int]:
+        """The failure for a clip over `limit` (text, code, params, uploads): Telegram's limit is
+        known up front, so the re-encode shows it can't fit and nothing is uploaded in vain."""
+        return messages.clip_too_big(limit), "encode_failed", {"limit_bytes": limit}, 0
 
     def fail_uploads(self, *statuses: int) -> None:
         for status in statuses:
@@ -245,10 +245,11 @@ class DiscordSide:
     def edits(self) -> int:
         return len(self.fake.edits)
 
-    def too_big(self, limit: int) -> tuple[str, str, int]:
-        """The failure for a clip over `limit`: a voice reply carries no upload limit (only
-        interactions do), so the bot tries the server's 10 MiB and Discord answers 413, once."""
-        return messages.CLIP_REFUSED, "clip_refused", 1
+    def too_big(self, limit: int) -> tuple[str, str, dict, int]:
+        """The failure for a clip over `limit` (text, code, params, uploads): a voice reply
+        carries no upload limit (only interactions do), so the bot tries the server's 10 MiB and
+        Discord answers 413, once."""
+        return messages.CLIP_REFUSED, "clip_refused", {}, 1
 
     def fail_uploads(self, *statuses: int) -> None:
         self.fake.upload_faults.extend(statuses)

@@ -364,6 +364,8 @@ async def test_render_time_limit_fails_the_job_with_a_message(
     assert outcome == "failed:render_timeout"
     failed = await flow.get(job.id)
     assert failed.user_message == messages.render_timed_out(1)
+    # The code and its numbers, so the reason can be said in another language too.
+    assert (failed.error_code, failed.error_params) == ("render_timeout", {"limit_s": 1})
 
 
 async def test_missing_inputs_fail_with_a_message_and_the_failure_is_delivered_once(

@@ -65,7 +65,7 @@ async def test_a_clip_too_big_for_the_chat_is_answered_once(make_side):
         alice = side.user(1, "alice")
         photo = await side.photo(alice)
         request = await side.request(alice, photo)
-        expected, code, uploads_expected = side.too_big(limit)
+        expected, code, params, uploads_expected = side.too_big(limit)
         await until(lambda: any(expected in text for text in said(side, request)), "the failure")
         await until(lambda: side.jobs() and side.jobs()[0].delivered, "the delivery record")
         uploads, edits = side.upload_attempts(), side.edits()
@@ -74,6 +74,7 @@ async def test_a_clip_too_big_for_the_chat_is_answered_once(make_side):
         assert uploads == uploads_expected and side.clips() == []
         [job] = side.jobs()
         assert job.delivery["error_code"] == code and expected in job.delivery["error"]
+        assert job.delivery["error_params"] == params
         assert sum(expected in text for text in said(side, request)) == 1
 
 

@@ -42,8 +42,9 @@ def check_declared_size(source: Source, cap: int) -> None:
         raise EmptyFileError(messages.EMPTY_FILE, detail=f"{source.name} declares {source.declared_bytes} bytes")
     if source.declared_bytes > cap:
         raise FileTooBigError(
-            messages.file_too_big(cap), detail=f"{source.name} declares {source.declared_bytes} bytes"
-        )
+            messages.file_too_big(cap), detail=f"{source.name} declares {source.declared_bytes} bytes",
+            params={"limit_bytes": cap},
+        )  # fmt: skip
 
 
 def check_declared_photo(source: Source, cap: int) -> None:
@@ -62,6 +63,7 @@ def check_declared_sound(source: Source, cap: int, max_seconds: float) -> None:
         raise AudioTooLongError(
             messages.audio_too_long(source.duration_s, max_seconds),
             detail=f"{source.name} declares {source.duration_s:.1f} s",
+            params={"seconds": source.duration_s, "limit_seconds": max_seconds},
         )
 
 
@@ -75,7 +77,9 @@ async def download(source: Source, cap: int, deadline_s: float) -> bytes:
             messages.DOWNLOAD_FAILED, detail=f"{source.name}: no complete download within {deadline_s:g} s"
         ) from None
     if len(data) > cap:  # a fetcher that didn't stop at the cap
-        raise FileTooBigError(messages.file_too_big(cap), detail=f"{source.name} passed {cap} bytes")
+        raise FileTooBigError(
+            messages.file_too_big(cap), detail=f"{source.name} passed {cap} bytes", params={"limit_bytes": cap}
+        )
     if not data:
         raise EmptyFileError(messages.EMPTY_FILE, detail=f"{source.name} downloaded empty")
     return data

@@ -298,7 +298,7 @@ class Lifecycle:
             except AvatarbotError as error:
                 # The clip can't be made to fit, or expired: say so once instead of retrying for ever.
                 log.warning("job %s: clip not deliverable: %s", job.id, error.detail)
-                return await self._post_clip_failure(job, error.user_message, error.code)
+                return await self._post_clip_failure(job, error.user_message, error.code, error.params)
             except Exception as error:
                 if self.surface.error_kind(error) != ErrorKind.PERMANENT:
                     raise
@@ -314,12 +314,14 @@ class Lifecycle:
             return {**posted.record, "message_id": posted.message_id}
         posted = await self.surface.post_failure(job, replies.outcome(job))
         await self._remember(job, posted)
-        return {**posted.record, "message_id": posted.message_id, "error_code": job.error_code}
+        return {**posted.record, "message_id": posted.message_id, "error_code": job.error_code,
+                "error_params": job.error_params}  # fmt: skip
 
-    async def _post_clip_failure(self, job: Job, text: str, code: str) -> dict:
+    async def _post_clip_failure(self, job: Job, text: str, code: str, params: dict | None = None) -> dict:
         posted = await self.surface.post_failure(job, text)
         await self._remember(job, posted)
-        return {**posted.record, "message_id": posted.message_id, "error": text, "error_code": code}
+        return {**posted.record, "message_id": posted.message_id, "error": text, "error_code": code,
+                "error_params": params or {}}  # fmt: skip
 
     async def _post_clip(self, target: ReplyTarget, job: Job) -> Posted:
         config = await self.flow.chat_config.get(self.platform, job.requester.server_id or target.chat_id)

@@ -89,7 +89,8 @@ class Job:
     total: int = 0
     eta_s: float | None = None
     error_code: str | None = None
-    user_message: str | None = None
+    user_message: str | None = None  # the failure as said in English
+    error_params: dict = field(default_factory=dict)  # the failure's numbers, to say it in any language
     status_message_id: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
@@ -122,7 +123,7 @@ class Job:
         return self.delivered_at is not None
 
 
-_JSON_FIELDS = ("requester", "reply_target", "options", "inputs", "delivery", "notes")
+_JSON_FIELDS = ("requester", "reply_target", "options", "inputs", "delivery", "notes", "error_params")
 _FLOAT_FIELDS = (
     "eta_s", "created_at", "updated_at", "started_at", "finished_at", "delivered_at",
     "duration", "work_s",
@@ -507,10 +508,12 @@ class JobStore:
         return self._end(job_id, token, DONE, fields)
 
     def fail(
-        self, job_id: str, token: str | None, *, code: str, user_message: str, notes: list[str] | None = None
-    ) -> bool:
-        """Mark failed. `token` None: no lease check (the job never reached a worker)."""
-        fields: dict[str, Any] = {"error_code": code, "user_message": user_message}
+        self, job_id: str, token: str | None, *, code: str, user_message: str, notes: list[str] | None = None,
+        params: dict | None = None,
+    ) -> bool:  # fmt: skip
+        """Mark failed. `token` None: no lease check (the job never reached a worker). `code` and
+        `params` say what happened in a form any language can render; `user_message` in English."""
+        fields: dict[str, Any] = {"error_code": code, "user_message": user_message, "error_params": params or {}}
         if notes is not None:
             fields["notes"] = notes
         return self._end(job_id, token or "", FAILED, fields)

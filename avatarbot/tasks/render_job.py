@@ -303,14 +303,14 @@ class _Run:
             progress=self.on_progress, should_cancel=self.should_cancel,
         )  # fmt: skip
 
-    def _fail(self, code: str, user_message: str) -> str:
-        self.store.fail(self.job.id, self.token, code=code, user_message=user_message)
+    def _fail(self, code: str, user_message: str, params: dict | None = None) -> str:
+        self.store.fail(self.job.id, self.token, code=code, user_message=user_message, params=params)
         return f"failed:{code}"
 
     def _fail_timeout(self) -> str:
         limit = self.settings.jobs.render_time_limit_s
         log.warning("job %s: over the render time limit (%d s)", self.job.id, limit)
-        return self._fail(RenderTimeoutError.code, messages.render_timed_out(limit))
+        return self._fail(RenderTimeoutError.code, messages.render_timed_out(limit), {"limit_s": limit})
 
 
 def _progress(stage: str, step: int, total: int):

@@ -166,7 +166,9 @@ async def download(
                 )
             if response.content_length is not None and response.content_length > cap:
                 raise errors.FileTooBigError(
-                    messages.file_too_big(cap), detail=f"CDN sends {response.content_length} bytes"
+                    messages.file_too_big(cap),
+                    detail=f"CDN sends {response.content_length} bytes",
+                    params={"limit_bytes": cap},
                 )
             chunks: list[bytes] = []
             received = 0
@@ -174,7 +176,9 @@ async def download(
                 received += len(chunk)
                 if received > cap:
                     raise errors.FileTooBigError(
-                        messages.file_too_big(cap), detail=f"download of {attachment.id} passed {cap} bytes"
+                        messages.file_too_big(cap),
+                        detail=f"download of {attachment.id} passed {cap} bytes",
+                        params={"limit_bytes": cap},
                     )
                 chunks.append(chunk)
     except aiohttp.ClientError as error:

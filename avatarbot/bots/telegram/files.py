@@ -59,7 +59,7 @@ def _tls_context() -> ssl.SSLContext:
 
 
 def _too_big(limit: int, detail: str) -> FileTooBigError:
-    return FileTooBigError(messages.file_too_big(limit), detail=detail)
+    return FileTooBigError(messages.file_too_big(limit), detail=detail, params={"limit_bytes": limit})
 
 
 def _fetch_failed(detail: str) -> DownloadError:
