@@ -181,7 +181,10 @@ TELEGRAM_REPLY_TO_A_PHOTO = "Reply to a photo with your recording, and I'll make
 TELEGRAM_PHOTO_HINT = "Nice photo! Now reply to it with a voice message, or with /animate and a line of text."
 TELEGRAM_NOTHING_TO_CANCEL = "You have no clip in the works here."
 TELEGRAM_SETTINGS_ADMINS_ONLY = "Only chat admins can change the settings here."
-TELEGRAM_SETTINGS_USAGE = "Usage: /settings voice NAME, /settings quality fast|standard|high, /settings captions on|off"
+TELEGRAM_SETTINGS_USAGE = (
+    "Usage: /settings voice NAME, /settings quality fast|standard|high, /settings captions on|off "
+    "(a photo's plain caption is a request), /settings clipcaption on|off (the spoken text under the clip)"
+)
 TELEGRAM_SETTINGS_SAVED = "Saved."
 TELEGRAM_VOICES_HEADER = "Voices for /animate text (a chat admin sets the default with /settings voice NAME):"
 # The command menu Telegram shows (setMyCommands).
@@ -211,10 +214,10 @@ def telegram_help(max_audio_seconds: float, max_text_chars: int, max_download_by
     )
 
 
-def telegram_settings(voice: str, quality: str, captions: bool) -> str:
+def telegram_settings(voice: str, quality: str, caption_requests: bool, clip_captions: bool) -> str:
     return (
-        f"Settings here: voice {voice}, quality {quality}, plain captions "
-        f"{'on' if captions else 'off'}.\n" + TELEGRAM_SETTINGS_USAGE
+        f"Settings here: voice {voice}, quality {quality}, plain captions {'on' if caption_requests else 'off'}, "
+        f"text under the clip {'on' if clip_captions else 'off'}.\n" + TELEGRAM_SETTINGS_USAGE
     )
 
 
@@ -227,7 +230,6 @@ DISCORD_MODAL_TITLE = "Animate this photo"
 DISCORD_MODAL_TEXT_LABEL = "What should it say?"
 DISCORD_MODAL_VOICE_LABEL = "Voice (optional, e.g. en-female)"
 STARTED = "Got it! I'll show the progress in the channel and post the clip there."
-DISCORD_SERVER_ONLY = "This works in a server, not in direct messages."
 DISCORD_SETTINGS_SAVED = "Saved."
 DISCORD_CANT_POST_HERE = (
     "I can't post clips in this channel. Ask an admin to let me send messages and attach files here."
@@ -256,15 +258,8 @@ DISCORD_MOTION_CHOICES = {"still": 0.0, "calm": 0.5, "normal": 1.0, "lively": 1.
 
 
 def discord_status(who: str, line: str) -> str:
+    """A job's status line, its outcome, or its failure, addressed to the requester."""
     return f"Clip for {who}: {line}"
-
-
-def discord_done(who: str) -> str:
-    return f"Clip for {who}: done."
-
-
-def discord_failed(who: str, reason: str) -> str:
-    return f"Clip for {who}: {reason}"
 
 
 def discord_clip_caption(who: str, notes: list[str]) -> str:

@@ -293,7 +293,9 @@ async def test_slash_animate_with_voice_posts_a_reply_clip(
             gaps = [b - a for a, b in itertools.pairwise(progress_times)]
             assert all(gap >= 0.3 * 0.9 for gap in gaps), gaps
             await fake.wait_for(
-                lambda: fake.messages[status["id"]]["content"] == messages.discord_done(f"<@{user.id}>"),
+                lambda: (
+                    fake.messages[status["id"]]["content"] == messages.discord_status(f"<@{user.id}>", messages.DONE)
+                ),
                 10,
                 "the final status",
             )
@@ -339,7 +341,7 @@ async def test_a_clip_that_cannot_fit_gets_a_clear_reply_not_endless_retries(
             photo = fake.add_attachment(photo_bytes, "face.jpg", "image/jpeg")
             voice = fake.add_attachment(voice_bytes, "hello.wav", "audio/wav")
             await fake.slash_command(user, "animate", {}, attachments={"photo": photo, "voice": voice})
-            expected = messages.discord_failed(f"<@{user.id}>", messages.clip_too_big(limit))
+            expected = messages.discord_status(f"<@{user.id}>", messages.clip_too_big(limit))
             reply = await fake.wait_for(
                 lambda: next((m for m in fake.bot_messages() if m["content"] == expected and m.get("message_reference")), None),
                 CLIP_WAIT_S, "the failure reply",
@@ -657,7 +659,7 @@ async def test_a_job_running_when_the_bot_restarts_is_finished_by_the_new_proces
         assert job.state in ("queued", "running"), "the render ended before the restart; slow it down more"
         async with running_bot(config, fake):
             [post] = await _wait_clip(fake)
-            expected = messages.discord_done(f"<@{user.id}>")
+            expected = messages.discord_status(f"<@{user.id}>", messages.DONE)
             await fake.wait_for(lambda: fake.messages[status["id"]]["content"] == expected, 10, "the final status")
         assert str(post.json["message_reference"]["message_id"]) == status["id"]
         assert len(_clip_posts(fake)) == 1
@@ -732,7 +734,7 @@ async def test_cancel_button_stops_a_running_job(
             press = await fake.click(user, status, f"avatarbot:cancel:{job.id}")
             await fake.wait_for(lambda: press.callback, 10, "cancel's answer")
             assert press.callback["data"]["content"] == messages.CANCELLING
-            expected = messages.discord_failed(f"<@{user.id}>", messages.CANCELLED)
+            expected = messages.discord_status(f"<@{user.id}>", messages.CANCELLED)
             await fake.wait_for(
                 lambda: fake.messages[status["id"]]["content"] == expected,
                 60,

@@ -15,6 +15,7 @@ from PIL import Image
 
 from avatarbot import messages
 from avatarbot.bots.telegram.bot import TelegramBot
+from avatarbot.service.chat_config import ChatConfigStore
 from avatarbot.settings import TelegramSettings
 from avatarbot.tasks.jobs import JobStore
 from tests import media_samples
@@ -307,13 +308,21 @@ async def test_help_start_voices_and_settings(tg, tg_settings, samples, engine_s
         refused = tg.send(chat, bob, text="/settings captions on")
         reply = await tg.wait_for("sendMessage", _replies_to(refused))
         assert reply.params["text"] == messages.TELEGRAM_SETTINGS_ADMINS_ONLY
-        for text in ("/settings captions on", "/settings voice de-male", "/settings quality fast"):
+        for text in ("/settings captions on", "/settings clipcaption off", "/settings voice de-male",
+                     "/settings quality fast"):  # fmt: skip
             command = tg.send(chat, alice, text=text)
             reply = await tg.wait_for("sendMessage", _replies_to(command))
             assert reply.params["text"] == messages.TELEGRAM_SETTINGS_SAVED
         bad = tg.send(chat, alice, text="/settings voice klingon")
         reply = await tg.wait_for("sendMessage", _replies_to(bad))
         assert "klingon" in reply.params["text"]
+
+        # Two switches, two names: plain captions are requests now; the clip comes without the text.
+        config = ChatConfigStore(JobStore.from_settings(tg_settings).redis).get_sync("telegram", chat["id"])
+        assert (config.caption_requests, config.clip_captions) == (True, False)
+        shown = tg.send(chat, bob, text="/settings")
+        reply = await tg.wait_for("sendMessage", _replies_to(shown))
+        assert reply.params["text"] == messages.telegram_settings("de-male", "fast", True, False)
 
         # Plain captions now count, spoken with the chat's voice and quality.
         captioned = tg.send(chat, bob, photo=samples["photo"], caption="Guten Tag")

@@ -1,36 +1,19 @@
-"""The platform-neutral request flow: the one API every chat adapter (and `animate --queue`) uses.
+"""The request flow's records and queue: what `Lifecycle` (one per surface) and `animate --queue`
+build on. Surfaces don't call this directly; they implement `traits.Surface` and call
+`Lifecycle.handle_request` / `Lifecycle.press` (see `lifecycle.py`).
 
-An adapter translates platform events into these calls and the outcomes back into messages;
-everything else (checking inputs, speech, quotas, deduplication, storage, the queue, delivery
-bookkeeping) happens here, once for all platforms.
-
-The life of a request, from an adapter's point of view:
-
-1. `job = await flow.submit(requester, reply_to, request)`: checks the photo and audio (or
-   speaks the text), applies the quotas, stores normalised inputs and queues the render.
-   Bad input raises `InputError` / `SpeechError`, a full quota `QuotaError` (with
-   `retry_after_s`), all carrying `user_message`; nothing is queued then. If the same user sent
-   the same thing within `jobs.dedup_window_s`, you get the existing job with
-   `job.duplicate = True`: don't post a second status message for it.
-2. Post a status message (e.g. `messages.queued(job.queue_position)`) and record its id with
-   `await flow.set_status_message(job.id, message_id)`, so a restarted bot can edit it.
-3. Run one `async for job in flow.updates("telegram"):` loop for the life of the bot. It yields
-   a job whenever its state or progress changed, and first of all every job of that platform
-   not yet delivered, so a restarted bot finishes what the old one started. Throttle your own
-   edits (platform flood limits); the flow reports at most a few changes a second per job.
-   Queued jobs carry `job.queue_position` (1: next), and a new snapshot when it changes.
-4. When `job.finished` (done, failed or cancelled) and not `job.delivered`:
-   `if await flow.begin_delivery(job.id):` you, and nobody else, post the outcome:
-   - done: `with await flow.clip_for_upload(job.id, max_bytes) as clip:` upload `clip.path`
-     (width/height/duration/thumbnail included), with `job.notes` as extra lines;
-   - failed / cancelled: post `job.user_message`.
-   Then `await flow.finish_delivery(job.id, {"message_id": ...})`. If posting failed,
-   `await flow.abandon_delivery(job.id)`; the job is offered again on a later update.
-   A claim that is never finished expires after `jobs.delivery_claim_s`.
-5. Buttons: `await flow.cancel(job.id, user_id)` (the requester only, unless `force=True`
-   for moderators) and `await flow.again(job.id, requester)` (same inputs, new seed).
-6. Admin settings per chat / server live in `flow.chat_settings` (see `bots.chat_settings`);
-   a server's stricter quotas there are applied by `submit` on their own.
+- `submit(requester, reply_to, request)`: checks the photo and audio (or speaks the text), applies
+  the quotas, stores normalised inputs and queues the render. Bad input raises `InputError` /
+  `SpeechError`, a full quota `QuotaError` (with `retry_after_s`), all carrying `user_message`;
+  nothing is queued then. The same request from the same user within `jobs.dedup_window_s`
+  returns the existing job with `job.duplicate = True` (unless it failed, was cancelled, or its
+  clip expired: then it is rendered again).
+- `intake(requester)`: around a request's downloads, refuses at once what the quota can't take.
+- `updates(platform)`: every change to the platform's undelivered jobs, starting with all of them.
+- `begin_delivery` / `clip_for_upload` / `finish_delivery` / `abandon_delivery`: exactly one
+  process posts a job's outcome, recorded in the job.
+- `cancel`, `again`; `remember_post` / `job_of_post`: which job a message of ours belongs to.
+- `chat_config`: the typed per-chat config (`chat_config.py`).
 
 Every async method runs its blocking work (Redis, decoding, ffmpeg) in a thread: the event
 loop never waits on it. If Redis is unreachable, `submit` / `again` raise

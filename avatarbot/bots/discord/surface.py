@@ -136,7 +136,7 @@ class DiscordSurface:
             await self.close_status(job, text)
             return Posted(job.status_message_id, {"channel_id": job.reply_target.chat_id})
         post = self._channel(job.reply_target).send(
-            messages.discord_failed(mention(job), text),
+            messages.discord_status(mention(job), text),
             reference=_reference(job.reply_target, job.status_message_id),
             nonce=clip_nonce(job.id),
             allowed_mentions=self._ping(job),

@@ -265,6 +265,7 @@ class TelegramBot:
                     current.default_voice or self.settings.tts.default_voice,
                     current.quality or self.settings.render.quality,
                     current.caption_requests,
+                    current.clip_captions,
                 ),
             )
             return
