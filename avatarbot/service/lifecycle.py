@@ -179,7 +179,7 @@ class Lifecycle:
         # will ever end that message.
         latest = await self.flow.get(job.id)
         if latest is not None and latest.delivered:
-            await self._close_status(latest)
+            await self._close_status(latest, Posted((latest.delivery or {}).get("message_id", "")))
 
     # --- buttons ------------------------------------------------------------------------------------
     async def press(self, press: Press) -> PressOutcome:
@@ -255,8 +255,9 @@ class Lifecycle:
             if not await self.flow.begin_delivery(job.id):
                 return  # another process (or an earlier pass) has it
             await self.board.finish(job.id)
+            outcome = None
             try:
-                record = await self._post_outcome(job)
+                record, outcome = await self._post_outcome(job)
             except asyncio.CancelledError:
                 await self.flow.abandon_delivery(job.id)
                 raise
@@ -265,7 +266,11 @@ class Lifecycle:
                 if record is None:
                     return
             self._failed_attempts.pop(job.id, None)
+            # Recorded first, the status message ended after: a crash in between costs a status
+            # line, never a second post.
             await self.flow.finish_delivery(job.id, record)
+            if outcome is not None:
+                await self._close_status(job, outcome)
         finally:
             self._delivering.discard(job.id)
 
@@ -291,7 +296,8 @@ class Lifecycle:
             log.warning("job %s: not even the failure could be posted: %s", job.id, final)
         return {"gave_up": type(error).__name__, "error_code": "delivery_failed"}
 
-    async def _post_outcome(self, job: Job) -> dict:
+    async def _post_outcome(self, job: Job) -> tuple[dict, Posted]:
+        """Post the job's outcome: the delivery record, and the message that carries it."""
         if job.state == JobState.DONE:
             try:
                 posted = await self._post_clip(job.reply_target, job)
@@ -305,23 +311,23 @@ class Lifecycle:
                 # The platform refused the clip for good (too big for the chat after all, say):
                 # tell the requester once; if even that is refused, the record says why.
                 log.warning("job %s: the platform refused the clip: %s", job.id, error)
-                record = await self._post_clip_failure(job, messages.CLIP_REFUSED, "clip_refused")
-                return {**record, "undeliverable": str(error)[:200] or type(error).__name__}
-            try:
-                await self.surface.close_status(job, messages.DONE)
-            except Exception as error:
-                log.info("final status of job %s not shown: %s", job.id, error)
-            return {**posted.record, "message_id": posted.message_id}
+                record, posted = await self._post_clip_failure(job, messages.CLIP_REFUSED, "clip_refused")
+                return {**record, "undeliverable": str(error)[:200] or type(error).__name__}, posted
+            return {**posted.record, "message_id": posted.message_id}, posted
         posted = await self.surface.post_failure(job, replies.outcome(job))
         await self._remember(job, posted)
-        return {**posted.record, "message_id": posted.message_id, "error_code": job.error_code,
-                "error_params": job.error_params}  # fmt: skip
+        record = {**posted.record, "message_id": posted.message_id, "error_code": job.error_code,
+                  "error_params": job.error_params}  # fmt: skip
+        return record, posted
 
-    async def _post_clip_failure(self, job: Job, text: str, code: str, params: dict | None = None) -> dict:
+    async def _post_clip_failure(
+        self, job: Job, text: str, code: str, params: dict | None = None
+    ) -> tuple[dict, Posted]:
         posted = await self.surface.post_failure(job, text)
         await self._remember(job, posted)
-        return {**posted.record, "message_id": posted.message_id, "error": text, "error_code": code,
-                "error_params": params or {}}  # fmt: skip
+        record = {**posted.record, "message_id": posted.message_id, "error": text, "error_code": code,
+                  "error_params": params or {}}  # fmt: skip
+        return record, posted
 
     async def _post_clip(self, target: ReplyTarget, job: Job) -> Posted:
         config = await self.flow.chat_config.get(self.platform, job.requester.server_id or target.chat_id)
@@ -336,8 +342,12 @@ class Lifecycle:
             chat_id = chat_id or job.reply_target.chat_id
             await self.flow.remember_post(self.platform, chat_id, posted.message_id, job.id)
 
-    async def _close_status(self, job: Job) -> None:
+    async def _close_status(self, job: Job, outcome: Posted) -> None:
+        """The outcome is posted and recorded: the status message ends (on the record's words)."""
+        if not job.status_message_id:
+            return
+        ended = await self.flow.get(job.id) or job
         try:
-            await self.surface.close_status(job, replies.final_status(job))
+            await self.surface.close_status(ended, replies.final_status(ended), outcome)
         except Exception as error:
             log.info("final status of job %s not shown: %s", job.id, error)

@@ -80,9 +80,10 @@ class Surface(Protocol):
         """Make the status message say `text` with these buttons. `urgent`: this edit answers the
         requester (their request was taken), so it goes ahead of routine progress edits."""
 
-    async def close_status(self, job: Job, text: str) -> None:
-        """The clip was posted: the status message ends on `text` with no buttons (or is
-        removed, where the platform shows the clip in its place)."""
+    async def close_status(self, job: Job, text: str, outcome: Posted) -> None:
+        """The job's outcome was posted (as `outcome`: the clip, or the failure) and recorded: its
+        status message ends on `text` with no buttons, or is removed where the platform shows the
+        outcome in its place. Nothing to do when `outcome` *is* the status message."""
 
     async def post_clip(
         self, target: ReplyTarget, job: Job, clip: ClipFile, caption: str, actions: Sequence[Action]
@@ -93,9 +94,8 @@ class Surface(Protocol):
         an idempotency key (Discord's nonce) where the platform has one."""
 
     async def post_failure(self, job: Job, text: str) -> Posted:
-        """Tell the requester their job ended without a clip (`text` says why), once, and end
-        the status message (if any) on the same words without buttons. A cancelled job may be
-        told on its status message alone."""
+        """Tell the requester their job ended without a clip (`text` says why), once: a reply,
+        or the status message turned into the answer (then return that message)."""
 
     def upload_limit(self, target: ReplyTarget) -> int:
         """The most bytes one clip may have in this chat; the flow re-encodes to fit."""

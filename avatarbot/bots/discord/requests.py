@@ -1,8 +1,8 @@
-"""Turning Discord events (slash command, modal, voice reply) into requests to the shared flow.
+"""Turning Discord events (slash command, modal, voice reply) into requests to the flow.
 
-Every path does the same three things in the same order: check what Discord told us about the
-attachments (no download yet), acknowledge (interactions must be answered within 3 s), then
-download, submit to the flow and post a status message with the bot token. Refusals are
+Every path does the same in the same order: check what Discord told us about the attachments
+(no download yet) and whether we may post here, defer the interaction (it must be answered within
+3 s), then hand the request to the flow's lifecycle with an `Answer` for it. Refusals are
 ephemeral where Discord allows it (interactions) and a short reply otherwise.
 """
 

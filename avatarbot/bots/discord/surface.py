@@ -112,10 +112,14 @@ class DiscordSurface:
         message = self._channel(target).get_partial_message(int(message_id))
         await asyncio.wait_for(message.edit(content=content, view=view_for(actions, job_id)), self.post_timeout_s)
 
-    async def close_status(self, job: Job, text: str) -> None:
-        if job.status_message_id:
-            await self._edit(job.reply_target, job.status_message_id, messages.discord_status(mention(job), text),
-                             (), job.id)  # fmt: skip
+    async def close_status(self, job: Job, text: str, outcome: Posted) -> None:
+        """The status message stays, saying how it ended, without buttons."""
+        if job.status_message_id and outcome.message_id != job.status_message_id:
+            await self._end_status(job, text)
+
+    async def _end_status(self, job: Job, text: str) -> None:
+        await self._edit(job.reply_target, job.status_message_id, messages.discord_status(mention(job), text), (),
+                         job.id)  # fmt: skip
 
     async def post_clip(self, target: ReplyTarget, job: Job, clip, caption: str, actions: Sequence[Action]) -> Posted:
         notes = [caption] if caption else []
@@ -133,7 +137,7 @@ class DiscordSurface:
     async def post_failure(self, job: Job, text: str) -> Posted:
         if job.state == JobState.CANCELLED and job.status_message_id:
             # The status message says so; no extra post.
-            await self.close_status(job, text)
+            await self._end_status(job, text)
             return Posted(job.status_message_id, {"channel_id": job.reply_target.chat_id})
         post = self._channel(job.reply_target).send(
             messages.discord_status(mention(job), text),
@@ -142,9 +146,4 @@ class DiscordSurface:
             allowed_mentions=self._ping(job),
         )
         message = await asyncio.wait_for(post, self.post_timeout_s)
-        if job.status_message_id:
-            try:
-                await self.close_status(job, text)
-            except (discord.HTTPException, TimeoutError) as error:
-                log.info("final status edit for job %s failed: %s", job.id, error)
         return Posted(str(message.id), {"channel_id": str(message.channel.id), "error": text})

@@ -97,9 +97,9 @@ class TelegramSurface:
             # "message is not modified" or the message was deleted: nothing to retry.
             log.debug("status edit in %s skipped: %s", target.chat_id, error)
 
-    async def close_status(self, job: Job, text: str) -> None:
-        """The clip replaces the status message."""
-        if job.status_message_id:
+    async def close_status(self, job: Job, text: str, outcome: Posted) -> None:
+        """The clip (or a failure reply) replaces the status message."""
+        if job.status_message_id and outcome.message_id != job.status_message_id:
             await self.bot.delete_message(int(job.reply_target.chat_id), int(job.status_message_id))
 
     async def post_clip(self, target: ReplyTarget, job: Job, clip, caption: str, actions: Sequence[Action]) -> Posted:
