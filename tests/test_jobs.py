@@ -12,6 +12,7 @@ from conftest import wait_for, wait_for_job, with_overrides
 from avatarbot import messages
 from avatarbot.errors import InputError, InputsExpiredError, NotAnImageError, QuotaError
 from avatarbot.service.flow import RenderRequest, Requester
+from avatarbot.tasks import keys
 from avatarbot.tasks.app import GPU_QUEUE, RENDER_TASK
 from avatarbot.tasks.jobs import JobOptions
 
@@ -359,7 +360,7 @@ async def test_render_time_limit_fails_the_job_with_a_message(
     limited = with_overrides(settings, jobs={"render_time_limit_s": 1, "visibility_timeout_s": 10})
     job = flow.store.create(requester, reply_to, JobOptions("lite", "fast", 1.0, 1), {})
     inputs = {"photo": flow.blobs.put(_png_of(photo_bytes), ".png"), "audio": flow.blobs.put(voice_bytes, ".wav")}
-    flow.store.redis.hset(flow.store.key("job", job.id), "inputs", __import__("json").dumps(inputs))
+    flow.store.redis.hset(keys.job(job.id), "inputs", __import__("json").dumps(inputs))
     outcome = await asyncio.to_thread(run_render_job, job.id, WorkerContext(limited, flow.store, flow.blobs))
     assert outcome == "failed:render_timeout"
     failed = await flow.get(job.id)
@@ -453,7 +454,7 @@ async def test_status_message_and_chat_settings_round_trip(flow, requester, repl
     with pytest.raises(KeyError):
         await flow.chat_config.update("discord", chat, captions=False)
     # What earlier versions stored under "captions" reads as the clip caption switch.
-    flow.store.redis.hset(f"avatarbot:chat:discord:{chat}", "captions", "false")
+    flow.store.redis.hset(keys.chat_config("discord", chat), "captions", "false")
     assert (await flow.chat_config.get("discord", chat)).clip_captions is False
 
 

@@ -38,6 +38,7 @@ from avatarbot import errors, messages
 from avatarbot.bots.discord import attachments
 from avatarbot.service.flow import RenderRequest, ReplyTarget, Requester, RequestFlow
 from avatarbot.settings import Settings
+from avatarbot.tasks import keys
 from tests.conftest import wait_for_job, with_overrides
 from tests.fake_discord import FakeDiscord
 
@@ -365,7 +366,7 @@ def _wait_until_released(store, job_id: str) -> None:
     """A cancelled job's worker is done with it once its lease is gone."""
     from tests.conftest import wait_for
 
-    wait_for(lambda: not store.redis.exists(store.key("lease", job_id)), CLIP_WAIT_S)
+    wait_for(lambda: not store.redis.exists(keys.lease(job_id)), CLIP_WAIT_S)
 
 
 @contextlib.contextmanager

@@ -59,7 +59,7 @@ def _check_key(key: str) -> None:
 
 
 class RedisBlobStore:
-    def __init__(self, client: redis.Redis, *, ttl_s: int, max_bytes: int, prefix: str = "avatarbot"):
+    def __init__(self, client: redis.Redis, *, ttl_s: int, max_bytes: int, prefix: str = keys.PREFIX):
         self.redis = client
         self.ttl_s = ttl_s
         self.max_bytes = max_bytes

@@ -21,7 +21,7 @@ def dedup_key(platform: str, user_id: str, inputs: dict[str, str], choices: dict
 
 
 class Deduplicator:
-    def __init__(self, client: redis.Redis, *, window_s: int, prefix: str = "avatarbot"):
+    def __init__(self, client: redis.Redis, *, window_s: int, prefix: str = keys.PREFIX):
         self.redis = client
         self.window_s = window_s
         self.prefix = prefix

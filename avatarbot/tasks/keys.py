@@ -24,6 +24,54 @@ from __future__ import annotations
 PREFIX = "avatarbot"
 
 
+def job(job_id: str, prefix: str = PREFIX) -> str:
+    return f"{prefix}:job:{job_id}"
+
+
+def job_history(job_id: str, prefix: str = PREFIX) -> str:
+    return f"{prefix}:job:{job_id}:history"
+
+
+def lease(job_id: str, prefix: str = PREFIX) -> str:
+    return f"{prefix}:lease:{job_id}"
+
+
+def delivering(job_id: str, prefix: str = PREFIX) -> str:
+    return f"{prefix}:delivering:{job_id}"
+
+
+def queue(prefix: str = PREFIX) -> str:
+    return f"{prefix}:queue"
+
+
+def queue_changes(prefix: str = PREFIX) -> str:
+    return f"{prefix}:queue_changes"
+
+
+def pending(platform: str, prefix: str = PREFIX) -> str:
+    return f"{prefix}:pending:{platform}"
+
+
+def jobs_of(platform: str, prefix: str = PREFIX) -> str:
+    return f"{prefix}:jobs:{platform}"
+
+
+def changes(platform: str, prefix: str = PREFIX) -> str:
+    return f"{prefix}:changes:{platform}"
+
+
+def active(platform: str, user_id: str, prefix: str = PREFIX) -> str:
+    return f"{prefix}:active:{platform}:{user_id}"
+
+
+def rate_user(platform: str, user_id: str, prefix: str = PREFIX) -> str:
+    return f"{prefix}:rate:user:{platform}:{user_id}"
+
+
+def rate_server(platform: str, server_id: str, prefix: str = PREFIX) -> str:
+    return f"{prefix}:rate:server:{platform}:{server_id}"
+
+
 def chat_config(platform: str, chat_id: str, prefix: str = PREFIX) -> str:
     return f"{prefix}:chat:{platform}:{chat_id}"
 
