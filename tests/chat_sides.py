@@ -297,17 +297,24 @@ class DiscordSide:
 SIDES = {"telegram": TelegramSide, "discord": DiscordSide}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def samples(tmp_path_factory) -> dict:
+    """A real face (JPEG) and a spoken voice note (OGG/Opus), as chat apps send them."""
     from PIL import Image
     from skimage import data
 
-    folder = tmp_path_factory.mktemp("lifecycle-samples")
+    folder = tmp_path_factory.mktemp("chat-samples")
     photo = Image.fromarray(data.astronaut()).resize((256, 256))
     buffer = io.BytesIO()
     photo.save(buffer, "JPEG", quality=85)
     speech = media_samples.speech_wav(folder / "speech.wav", "Hello there, friend.")
-    return {"photo": buffer.getvalue(), "voice": media_samples.voice_note(speech, folder / "voice.ogg").read_bytes()}
+    voice = media_samples.voice_note(speech, folder / "voice.ogg").read_bytes()
+    return {
+        "photo": buffer.getvalue(),
+        "voice": voice,
+        "voice_seconds": media_samples.probe_mp4(voice)["duration"],
+        "corrupt_voice": media_samples.corrupt(voice, keep=60),
+    }
 
 
 @pytest.fixture

@@ -78,17 +78,24 @@ async def test_a_clip_too_big_for_the_chat_is_answered_once(make_side):
         assert sum(expected in text for text in said(side, request)) == 1
 
 
+async def _rendered_while_the_bot_was_down(side, store: JobStore):
+    """A request taken by one bot process, rendered to `done` after that process stopped."""
+    async with side.running():
+        alice = side.user(1, "alice")
+        photo = await side.photo(alice)
+        request = await side.request(alice, photo)
+        [job] = await until(lambda: side.jobs(), "the job")
+    done = await until(lambda: (job_now := store.get(job.id)).state == "done" and job_now, "the render")
+    assert side.clips() == []
+    return request, done
+
+
 async def test_a_clip_that_expired_before_delivery_is_answered_once(make_side, engine_slowdown):
-    engine_slowdown(0.05)
+    engine_slowdown(0.05)  # the render outlives the first bot process
     async with make_side() as side:
-        async with side.running():
-            alice = side.user(1, "alice")
-            photo = await side.photo(alice)
-            request = await side.request(alice, photo)
-            await until(lambda: side.jobs(), "the job")
-        # The bot is down while the render finishes; then the clip's blob expires.
         store = JobStore.from_settings(side.settings)
-        job = await until(lambda: (j := store.get(side.jobs()[0].id)).state == "done" and j, "the render")
+        request, job = await _rendered_while_the_bot_was_down(side, store)
+        # Then the clip's blob expires.
         store.redis.delete(keys.blob(job.clip_key))  # what its TTL does in Redis
         async with side.running():
             await until(lambda: messages.CLIP_EXPIRED in " ".join(said(side, request)), "the failure")
@@ -119,17 +126,11 @@ async def test_a_5xx_on_upload_is_retried_and_the_clip_posted_once(make_side):
 
 
 async def test_a_bot_restarted_between_done_and_delivered_delivers_once(make_side, engine_slowdown):
-    engine_slowdown(0.05)
+    engine_slowdown(0.05)  # the render outlives the first bot process
     async with make_side() as side:
-        async with side.running():
-            alice = side.user(1, "alice")
-            photo = await side.photo(alice)
-            request = await side.request(alice, photo)
-            await until(lambda: side.jobs(), "the job")
         store = JobStore.from_settings(side.settings)
-        job_id = side.jobs()[0].id
-        await until(lambda: store.get(job_id).state == "done", "the render while the bot is down")
-        assert side.clips() == []
+        request, job = await _rendered_while_the_bot_was_down(side, store)
+        job_id = job.id
         async with side.running():
             await until(lambda: clips_replying(side, request), "the clip")
             await until(lambda: store.get(job_id).delivered, "the delivery record")

@@ -109,40 +109,40 @@ async def test_a_file_host_that_stalls_or_trickles_is_cut_off_at_the_deadline(ma
         assert said(side, request).count(messages.DOWNLOAD_FAILED) == 1  # answered once: no retry
 
 
-async def test_a_file_path_outside_the_bot_api_file_root_is_not_requested(lifecycle_settings, samples, render_worker):
+@pytest.fixture
+async def telegram_side(lifecycle_settings, samples, render_worker):
+    """The Telegram side alone, for what only Telegram can do to the bot, running."""
     side = TelegramSide(lifecycle_settings, samples)
     await side.start()
     try:
         async with side.running():
-            alice = side.user(1, "alice")
-            photo = await side.photo(alice)
-            for file_id, (path, data) in list(side.fake.files.items()):
-                side.fake.files[file_id] = ("../../../secret/" + path, data)
-            request = await side.request(alice, photo)
-            await until(lambda: messages.DOWNLOAD_FAILED in said(side, request), "the answer", 30)
-            assert side.fake.stray_requests == [] and side.fake.download_requests == []
-            assert side.jobs() == []
+            yield side
     finally:
         await side.stop()
 
 
-async def test_a_chat_that_refuses_the_first_answer_gets_nothing_fetched_or_rendered(
-    lifecycle_settings, samples, render_worker
-):
+async def test_a_file_path_outside_the_bot_api_file_root_is_not_requested(telegram_side):
+    side = telegram_side
+    alice = side.user(1, "alice")
+    photo = await side.photo(alice)
+    for file_id, (path, data) in list(side.fake.files.items()):
+        side.fake.files[file_id] = ("../../../secret/" + path, data)
+    request = await side.request(alice, photo)
+    await until(lambda: messages.DOWNLOAD_FAILED in said(side, request), "the answer", 30)
+    assert side.fake.stray_requests == [] and side.fake.download_requests == []
+    assert side.jobs() == []
+
+
+async def test_a_chat_that_refuses_the_first_answer_gets_nothing_fetched_or_rendered(telegram_side):
     """An update from a chat the bot was removed from: its first answer gets 403, and the request
     stops there (Discord has no such case: an interaction can always be answered, and a channel
     where the bot can't post is refused before the deferral)."""
-    side = TelegramSide(lifecycle_settings, samples)
-    await side.start()
-    try:
-        async with side.running():
-            alice = side.user(1, "alice")
-            photo = await side.photo(alice)
-            side.fake.fail("sendMessage", 403, description="Forbidden: bot was kicked from the supergroup chat")
-            await side.request(alice, photo)
-            await until(lambda: [c for c in side.fake.calls if c.method == "sendMessage"], "the refused answer", 30)
-            await asyncio.sleep(DELIVERY_CLAIM_S)
-            assert side.fake.calls_to("getFile") == [] and side.fake.download_requests == []
-            assert side.jobs() == []
-    finally:
-        await side.stop()
+    side = telegram_side
+    alice = side.user(1, "alice")
+    photo = await side.photo(alice)
+    side.fake.fail("sendMessage", 403, description="Forbidden: bot was kicked from the supergroup chat")
+    await side.request(alice, photo)
+    await until(lambda: [c for c in side.fake.calls if c.method == "sendMessage"], "the refused answer", 30)
+    await asyncio.sleep(DELIVERY_CLAIM_S)
+    assert side.fake.calls_to("getFile") == [] and side.fake.download_requests == []
+    assert side.jobs() == []

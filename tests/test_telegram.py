@@ -5,45 +5,23 @@ the lite engine, and the clip comes back as a multipart sendVideo that we probe 
 from __future__ import annotations
 
 import asyncio
-import io
 import itertools
 import logging
 from contextlib import asynccontextmanager
 
 import pytest
-from PIL import Image
 
 from avatarbot import messages
 from avatarbot.bots.telegram.bot import TelegramBot
 from avatarbot.service.chat_config import ChatConfigStore
 from avatarbot.settings import TelegramSettings
 from avatarbot.tasks.jobs import JobStore
-from tests import media_samples
 from tests.fake_telegram import TOKEN, FakeTelegram
 from tests.media_samples import probe_mp4
 
 pytestmark = pytest.mark.timeout(300)
 
 CLIP_WAIT_S = 120
-
-
-# --- samples -------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def samples(tmp_path_factory) -> dict:
-    from skimage import data
-
-    folder = tmp_path_factory.mktemp("telegram-samples")
-    photo = Image.fromarray(data.astronaut()).resize((256, 256))
-    buffer = io.BytesIO()
-    photo.save(buffer, "JPEG", quality=85)
-    speech = media_samples.speech_wav(folder / "speech.wav", "Hello there, friend.")
-    voice = media_samples.voice_note(speech, folder / "voice.ogg").read_bytes()
-    return {
-        "photo": buffer.getvalue(),
-        "voice": voice,
-        "voice_seconds": probe_mp4(voice)["duration"],
-        "corrupt_voice": media_samples.corrupt(voice, keep=60),
-    }
 
 
 # --- the bot against the fake server --------------------------------------------------------------

@@ -69,16 +69,19 @@ class TelegramSurface:
         return None
 
     async def post_status(self, job: Job, text: str, actions: Sequence[Action]) -> str:
-        target = job.reply_target
-        sent = await call_with_retries(
+        sent = await self._reply(job.reply_target, text, reply_markup=buttons.keyboard(actions, job.id))
+        return str(sent.message_id)
+
+    async def _reply(self, target: ReplyTarget, text: str, **kwargs) -> Message:
+        """A message answering the request, in its forum topic."""
+        return await call_with_retries(
             self.bot.send_message,
             chat_id=int(target.chat_id),
             text=text,
             message_thread_id=int_or_none(target.thread_id),
             reply_parameters=_reply_parameters(target.message_id),
-            reply_markup=buttons.keyboard(actions, job.id),
+            **kwargs,
         )
-        return str(sent.message_id)
 
     async def edit_status(
         self, job: Job, message_id: str, text: str, actions: Sequence[Action], *, urgent: bool = False
@@ -153,13 +156,7 @@ class TelegramSurface:
                 return Posted(job.status_message_id, {"chat_id": target.chat_id, "as": "edit"})
             except BadRequest as error:
                 log.info("status message of job %s not editable (%s); replying instead", job.id, error)
-        sent = await call_with_retries(
-            self.bot.send_message,
-            chat_id=int(target.chat_id),
-            text=text,
-            message_thread_id=int_or_none(target.thread_id),
-            reply_parameters=_reply_parameters(target.message_id),
-        )
+        sent = await self._reply(target, text)
         return Posted(str(sent.message_id), {"chat_id": target.chat_id, "as": "reply"})
 
     async def chat_action(self, chat_id: int, thread_id: int | None) -> None:
