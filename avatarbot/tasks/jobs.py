@@ -50,7 +50,7 @@ ALL_STATES = frozenset(JobState)
 
 @dataclass(frozen=True)
 class Requester:
-    platform: str  # "telegram" | "discord" | "cli"
+    platform: str  # a `vocab.Platform`
     user_id: str
     server_id: str | None = None  # guild id / group chat id, for per-server quotas
     display_name: str = ""

@@ -20,11 +20,8 @@ from avatarbot.bots.discord.buttons import DYNAMIC_ITEMS
 from avatarbot.bots.discord.requests import Requests
 from avatarbot.bots.discord.surface import DiscordSurface
 from avatarbot.settings import Settings
-from avatarbot.vocab import Platform
 
 log = logging.getLogger(__name__)
-
-PLATFORM = Platform.DISCORD
 
 
 def configure_endpoints(settings: Settings) -> None:
@@ -137,18 +134,6 @@ class AvatarBot(discord.Client):
                 await interaction.response.send_message(messages.UNEXPECTED, ephemeral=True)
         except discord.HTTPException:
             pass
-
-    # --- shared by requests and buttons --------------------------------------------------------
-    @staticmethod
-    def requester_for(user: discord.abc.User, guild_id: int | None):
-        from avatarbot.service.flow import Requester
-
-        return Requester(
-            platform=PLATFORM,
-            user_id=str(user.id),
-            server_id=str(guild_id) if guild_id else None,
-            display_name=user.display_name,
-        )
 
 
 async def serve(settings: Settings, token: str, *, flow=None) -> None:

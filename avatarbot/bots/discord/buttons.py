@@ -16,6 +16,7 @@ import discord
 
 from avatarbot import messages
 from avatarbot.bots.discord.limits import MAX_MODAL_TEXT_CHARS, MODERATOR_PERMISSION
+from avatarbot.bots.discord.requests import requester_of
 from avatarbot.service.traits import Action, Press
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ class _JobButton:
             self.job_id,
             str(interaction.channel_id),
             str(interaction.message.id) if interaction.message is not None else None,
-            bot.requester_for(interaction.user, interaction.guild_id),
+            requester_of(interaction.user, interaction.guild_id),
             moderator,
             acknowledge,
         )

@@ -17,7 +17,9 @@ import discord
 from avatarbot import errors, messages
 from avatarbot.bots.discord import attachments
 from avatarbot.bots.discord.server_settings import ServerSettings
+from avatarbot.tasks.jobs import ReplyTarget, Requester
 from avatarbot.tts import clean_text, find_voice
+from avatarbot.vocab import Platform
 
 if TYPE_CHECKING:
     from avatarbot.bots.discord.bot import AvatarBot
@@ -33,6 +35,16 @@ class Inputs:
     voice_name: str | None = None
     quality: str | None = None
     motion: float | None = None
+
+
+def requester_of(user: discord.abc.User, guild_id: int | None) -> Requester:
+    """Who asks (or presses), and on which server their quotas count."""
+    return Requester(
+        platform=Platform.DISCORD,
+        user_id=str(user.id),
+        server_id=str(guild_id) if guild_id else None,
+        display_name=user.display_name,
+    )
 
 
 def first_photo(message: discord.Message) -> discord.Attachment | None:
@@ -173,8 +185,6 @@ class Requests:
         reply_to: discord.Message | None, inputs: Inputs, upload_limit: int | None,
         quiet_outside_allowed_channels: bool = False,
     ) -> None:  # fmt: skip
-        from avatarbot.service.flow import ReplyTarget
-
         server = await ServerSettings.load(self.bot.flow.chat_config, guild_id)
         try:
             server.check_channel(channel)
@@ -191,7 +201,7 @@ class Requests:
         )
         await self.bot.lifecycle.handle_request(
             answer,
-            self.bot.requester_for(user, guild_id),
+            requester_of(user, guild_id),
             target,
             attachments.source_of(inputs.photo, self.settings, self.bot.http_session),
             attachments.source_of(inputs.sound, self.settings, self.bot.http_session) if inputs.sound else None,

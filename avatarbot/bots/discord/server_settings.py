@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 import discord
 
 from avatarbot import errors, messages
+from avatarbot.vocab import Platform
 
-PLATFORM = "discord"
+PLATFORM = Platform.DISCORD
 
 
 @dataclass
