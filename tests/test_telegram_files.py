@@ -105,3 +105,6 @@ def test_limits_follow_the_mode():
     assert files.download_limit(local) == 10**9
     assert files.upload_limit(local) == 2_000_000_000
     assert files.upload_limit(Settings(telegram={"upload_limit_bytes": 1234})) == 1234
+    # Each limit is said in the unit it is set in: Telegram's decimal MB, Discord's binary MiB.
+    assert messages.file_too_big(files.download_limit(cloud)).endswith("20 MB.")
+    assert messages.file_too_big(10 * 1024 * 1024).endswith("10 MiB.")
