@@ -1,25 +1,35 @@
 """The contract between the request flow and a chat surface (Telegram, Discord, the web page).
 
 The flow (`avatarbot.service`) owns a job's whole life: intake, repeats, status, delivery,
-buttons and every sentence said. A surface only translates: platform events into flow calls
-(`flow.handle_request`, `flow.press`), and the flow's requests back into platform calls through
-the two small Protocols below. A new surface implements them and nothing else of the job's life:
+buttons and every sentence said. A surface only translates: platform events into calls of its
+`Lifecycle` (`lifecycle.handle_request(answer, requester, reply_to, photo, sound, text, ...)`,
+`lifecycle.press(Press(...))`), and the flow's requests back into platform calls through the two
+small Protocols below. A new surface implements them and nothing else of the job's life:
+
+    lifecycle = Lifecycle(RequestFlow.from_settings(settings), MySurface(...))
+    lifecycle.start()   # the watch loop: status edits, delivery, restarts
+    ...
+    await lifecycle.stop()
 
 - `Surface`: one object per running surface, used by the flow's watcher for every job of that
   platform (status edits, the clip, a failure, the upload limit, which errors are permanent).
 - `Answer`: one object per incoming request, used by the flow's intake to answer *that*
   request (acknowledge at once, say a refusal, turn the answer into the job's status message).
+- `Source` (per file of a request) and `Press` (per button press) are what the surface hands in.
 
 Rules every implementation keeps (the flow relies on them):
 - Methods raise on failure; `Surface.error_kind` says whether an error can never succeed
   (PERMANENT: the chat is gone, the bot was removed, the file is too big for the platform) or may
-  succeed on a retry (TRANSIENT: 5xx, timeouts, network). The flow retries transient errors with
-  backoff and gives up once; it never retries a permanent one.
+  succeed on a retry (TRANSIENT: 5xx, timeouts, network). A surface may retry a call itself
+  (PTB and discord.py do); the flow offers a transiently failed delivery again a few times
+  (every few seconds up to `jobs.delivery_claim_s`) and then gives up, once. A permanent failure
+  is never retried: the requester is told once, where the platform still lets us speak.
 - Texts arrive finished (`avatarbot.messages`); a surface may frame them (Discord prefixes
   "Clip for @user:"), never rewrite them. Buttons arrive as `Action`s; the surface draws them and
-  puts the job id in their data, and sends presses back through `flow.press` with the id of the
-  message that carried the button (the flow binds the press to that message, not to the data).
-- Message ids and chat ids are strings, whatever the platform uses.
+  puts the job id in their data, and sends presses back through `Lifecycle.press` with the id of
+  the message that carried the button (the flow binds the press to that message, not to the data).
+- Message ids and chat ids are strings, whatever the platform uses. A job's `reply_target.extra`
+  is the surface's own (JSON-serialisable) notes about where to answer.
 - Nothing here blocks the event loop; every method is a coroutine except the pure ones.
 """
 
@@ -147,7 +157,9 @@ class Press:
     forge that); `chat_id` and `message_id` are where the press came from (the platform vouches
     for those). `is_moderator` answers whether the presser may act on others' jobs in that chat.
     `before_acting`, if given, is awaited once the press is allowed and before the slow part
-    (Again reads the inputs back and queues a render): Discord acknowledges the interaction there."""
+    (Again reads the inputs back and queues a render): Discord acknowledges the interaction there.
+    `Lifecycle.press` answers with a `PressOutcome`: the text to show the presser, and whether the
+    surface should delete the pressed message (Delete)."""
 
     action: Action
     job_id: str
