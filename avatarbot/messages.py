@@ -123,6 +123,13 @@ def clip_too_big(limit_bytes: int) -> str:
 # --- a job's life on every surface (status, buttons, repeats) ------------------------------------
 DONE = "done."
 ALREADY_ASKED = "You asked for this exact clip a moment ago: it's already on its way (see above)."
+
+
+def already_asked(link: str | None) -> str:
+    """A repeat while the first request is on its way, pointing at its status message."""
+    return f"You asked for this exact clip a moment ago: it's already on its way: {link}" if link else ALREADY_ASKED
+
+
 CLIP_REFUSED = "Your clip is ready, but this chat refused it, most likely because it's too big to post here. Try a shorter recording."
 CLIP_AGAIN = "You asked for this exact clip before, so here it is again."
 UNEXPECTED = "Something went wrong on my side. Please try again in a moment."

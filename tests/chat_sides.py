@@ -138,6 +138,10 @@ class TelegramSide:
     def status_message(self, job) -> dict:
         return self.fake.messages[(int(job.reply_target.chat_id), int(job.status_message_id))]
 
+    def link_to(self, message: dict) -> str:
+        """How Telegram links a supergroup's message: t.me/c/<id without -100>/<message id>."""
+        return f"https://t.me/c/{str(message['chat']['id']).removeprefix('-100')}/{message['message_id']}"
+
     def hostile_host(self, mode: str) -> None:
         self.fake.download_mode = mode
 
@@ -282,6 +286,9 @@ class DiscordSide:
 
     def status_message(self, job) -> dict:
         return self.fake.messages[job.status_message_id]
+
+    def link_to(self, message: dict) -> str:
+        return f"https://discord.com/channels/{message['guild_id']}/{message['channel_id']}/{message['id']}"
 
     def hostile_host(self, mode: str) -> None:
         self.fake.cdn_mode = mode

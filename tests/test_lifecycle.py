@@ -31,9 +31,11 @@ async def test_a_repeat_while_queued_points_at_the_first_and_renders_once(make_s
         alice = side.user(1, "alice")
         photo = await side.photo(alice)
         first = await side.request(alice, photo)
-        await until(lambda: side.jobs(), "the first job")
+        [job] = await until(lambda: [j for j in side.jobs() if j.status_message_id], "the first status message")
         repeat = await side.request(alice, photo)
-        await until(lambda: messages.ALREADY_ASKED in said(side, repeat), "the answer to the repeat")
+        # The answer points at the status message already there (a link that opens it).
+        pointer = messages.already_asked(side.link_to(side.status_message(job)))
+        await until(lambda: pointer in said(side, repeat), "the answer to the repeat")
         await until(lambda: clips_replying(side, first), "the clip")
         await asyncio.sleep(1)
         assert len(side.jobs()) == 1

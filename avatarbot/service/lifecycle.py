@@ -137,7 +137,8 @@ class Lifecycle:
     async def _repeat(self, answer: Answer, job: Job, reply_to: ReplyTarget) -> None:
         if not job.delivered:
             log.info("job %s: repeated while on its way", job.id)
-            await answer.say(messages.ALREADY_ASKED)
+            link = self.surface.message_link(job.reply_target, job.status_message_id) if job.status_message_id else None
+            await answer.say(messages.already_asked(link))
             return
         log.info("job %s: repeated after delivery; posting the clip again", job.id)
         try:

@@ -107,6 +107,10 @@ class Surface(Protocol):
         """Tell the requester their job ended without a clip (`text` says why), once: a reply,
         or the status message turned into the answer (then return that message)."""
 
+    def message_link(self, target: ReplyTarget, message_id: str) -> str | None:
+        """A link that opens this message of the chat, or None where the platform has none (a
+        private chat): a repeated request is pointed at the status message already there."""
+
     def upload_limit(self, target: ReplyTarget) -> int:
         """The most bytes one clip may have in this chat; the flow re-encodes to fit."""
 

@@ -77,6 +77,11 @@ class DiscordSurface:
         guild = self.bot.get_guild(int(extra["guild_id"])) if extra.get("guild_id") else None
         return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT_BYTES
 
+    def message_link(self, target: ReplyTarget, message_id: str) -> str | None:
+        """Discord's jump URL (`Message.jump_url`'s form); "@me" for a direct message."""
+        guild = (target.extra or {}).get("guild_id") or "@me"
+        return f"https://discord.com/channels/{guild}/{target.chat_id}/{message_id}"
+
     def error_kind(self, error: BaseException) -> ErrorKind | None:
         if isinstance(error, discord.Forbidden | discord.NotFound):
             return ErrorKind.PERMANENT  # the channel is gone or we may not post there

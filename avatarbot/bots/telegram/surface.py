@@ -35,6 +35,8 @@ UPLOAD_TIMEOUTS = {"read_timeout": 120.0, "write_timeout": 120.0}
 # Seconds between edits in one chat: 1 msg/s in a private chat, 20 msg/min in a group.
 PRIVATE_EDIT_INTERVAL_S = 1.0 / FloodLimit.MESSAGES_PER_SECOND_PER_CHAT
 GROUP_EDIT_INTERVAL_S = 60.0 / FloodLimit.MESSAGES_PER_MINUTE_PER_GROUP
+# Supergroup and channel ids are -100 followed by the id that message links use.
+SUPERGROUP_ID_PREFIX = "-100"
 # A chat action shows for at most 5 s; repeat it a little sooner.
 CHAT_ACTION_REPEAT_S = 4.0
 
@@ -60,6 +62,15 @@ class TelegramSurface:
 
     def upload_limit(self, target: ReplyTarget) -> int:
         return files.upload_limit(self.settings)
+
+    def message_link(self, target: ReplyTarget, message_id: str) -> str | None:
+        """t.me/c/<chat>/<message> opens a message of a supergroup or channel for its members
+        (the chat id without its -100 prefix); private chats and basic groups have no links."""
+        chat = str(target.chat_id)
+        if not chat.startswith(SUPERGROUP_ID_PREFIX):
+            return None
+        thread = f"?thread={target.thread_id}" if target.thread_id else ""
+        return f"https://t.me/c/{chat[len(SUPERGROUP_ID_PREFIX) :]}/{message_id}{thread}"
 
     def error_kind(self, error: BaseException) -> ErrorKind | None:
         if isinstance(error, BadRequest | Forbidden):
