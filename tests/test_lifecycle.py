@@ -56,8 +56,27 @@ async def test_a_repeat_after_delivery_gets_the_same_clip_again_without_a_render
         [job] = side.jobs()  # nothing new was queued
         assert job.attempts == 1  # rendered once
         assert len(side.clips()) == 2
-        # Its buttons act on the same job, and only from the message they are on.
+        # Its buttons act on the same job: Delete there removes that message, not the first clip.
         assert side.buttons(again) == side.buttons(clip)
+        assert await side.press(alice, again, side.buttons(again)["delete"]) == messages.DELETED
+        await until(lambda: side.deleted(again), "the deletion", 10)
+        assert not side.deleted(clip)
+
+
+async def test_a_repeat_after_the_clip_expired_is_rendered_again(make_side):
+    async with make_side() as side, side.running():
+        alice = side.user(1, "alice")
+        photo = await side.photo(alice)
+        first = await side.request(alice, photo)
+        await until(lambda: clips_replying(side, first), "the clip")
+        [job] = await until(lambda: [j for j in side.jobs() if j.delivered], "the delivery")
+        store = JobStore.from_settings(side.settings)
+        store.redis.delete(keys.blob(job.clip_key))  # what its TTL does in Redis
+        store.redis.close()
+        repeat = await side.request(alice, photo)
+        await until(lambda: clips_replying(side, repeat), "a new clip, replying to the repeat")
+        assert len(side.jobs()) == 2 and len(side.clips()) == 2
+        assert messages.CLIP_AGAIN not in said(side, repeat)
 
 
 # --- clips that can't be delivered -------------------------------------------------------------------
