@@ -74,6 +74,15 @@ def test_pick_takes_the_first_tag_that_names_a_shipped_language():
     assert messages.pick(None, None) == "en"
 
 
+def test_a_browsers_accept_language_header_picks_its_most_preferred_shipped_language():
+    assert messages.from_accept_language("zh-CN,zh;q=0.9,en;q=0.8") == "zh-Hans"
+    assert messages.from_accept_language("pt-BR,pt;q=0.9,es;q=0.8,en;q=0.7") == "es"
+    assert messages.from_accept_language("en;q=0.5, zh-TW") == "zh-Hans"
+    assert messages.from_accept_language("fr;q=0") == "en"  # q=0: not acceptable
+    assert messages.from_accept_language("zh;q=oops, es") == "es"
+    assert messages.from_accept_language(None) == messages.from_accept_language("") == "en"
+
+
 def test_missing_keys_and_languages_fall_back_and_never_raise(caplog):
     assert messages.text("cancelled", "fr") == "Cancelled."  # unshipped language: English
     assert messages.text("no_such_key", "zh-Hans") == "no_such_key"  # a bug, said visibly, logged

@@ -20,6 +20,10 @@ The API (for the bots, the flow and the web page alike):
     messages.for_error(error, lang)               # an AvatarbotError's sentence in `lang`
     messages.from_record(code, params, lang, fallback)   # a job's stored failure in `lang`
     messages.pick(config.language, user_tag, server_tag)  # the first that names a language
+    messages.from_accept_language("zh-CN,zh;q=0.9,en;q=0.8")  # -> "zh-Hans" (a web page's header)
+
+A surface hands the person's tag to the flow as `Requester.language`; the flow fixes the job's
+language from it (`service/replies.py`), and everything said about the job follows.
 
 `text` never raises: a missing key or language falls back to English, a missing or malformed
 placeholder to the English template or, at worst, the key itself (and a warning in the log).
@@ -84,6 +88,20 @@ def pick(*tags: str | None) -> str:
         if lang:
             return lang
     return ENGLISH
+
+
+def from_accept_language(header: str | None) -> str:
+    """A browser's `Accept-Language` header ("zh-CN,zh;q=0.9,en;q=0.8"): the shipped language it
+    prefers most (by q, then order); English when none fits."""
+    ranked = []
+    for position, entry in enumerate((header or "").split(",")):
+        tag, _, quality = entry.strip().partition(";q=")
+        try:
+            weight = float(quality) if quality else 1.0
+        except ValueError:
+            weight = 0.0
+        ranked.append((-weight, position, tag))
+    return pick(*(tag for weight, _, tag in sorted(ranked) if weight < 0))
 
 
 def known(tag: str | None) -> str | None:
