@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from avatarbot import messages
 from avatarbot.errors import AvatarbotError
 from avatarbot.service import intake, replies
+from avatarbot.service.chat_config import ChatConfig
 from avatarbot.service.flow import RenderRequest, RequestFlow
 from avatarbot.service.status import StatusBoard
 from avatarbot.service.traits import (
@@ -103,7 +104,7 @@ class Lifecycle:
         cap = intake.byte_cap(self.flow.settings, photo, platform_max_bytes)
         lang = messages.resolve(requester.language)
         try:
-            config = await self.flow.chat_config.get(self.platform, requester.server_id or reply_to.chat_id)
+            config = await self._chat_config(requester.server_id or reply_to.chat_id)
             # Every answer to this request, and every text about its job, is in one language.
             lang = replies.for_request(requester, config)
             requester = dataclasses.replace(requester, language=lang)
@@ -141,6 +142,15 @@ class Lifecycle:
         else:
             await self._show_first_status(answer, job)
         return job
+
+    async def _chat_config(self, chat_id: str) -> ChatConfig:
+        """The chat's settings; the defaults when Redis can't say (the quota check that follows
+        refuses the request with the usual "try again in a few minutes")."""
+        try:
+            return await self.flow.chat_config.get(self.platform, chat_id)
+        except Exception as error:
+            log.warning("chat config of %s:%s unreadable (%s); using the defaults", self.platform, chat_id, error)
+            return ChatConfig()
 
     async def _repeat(self, answer: Answer, job: Job, reply_to: ReplyTarget) -> None:
         lang = answer.language  # the new request's, not the first one's
@@ -195,8 +205,7 @@ class Lifecycle:
     async def press(self, press: Press) -> PressOutcome:
         """What to tell the presser, in the presser's language (or the chat's)."""
         job = await self.flow.get(press.job_id)
-        server = press.presser.server_id or press.chat_id
-        lang = replies.for_request(press.presser, await self.flow.chat_config.get(self.platform, server))
+        lang = replies.for_request(press.presser, await self._chat_config(press.presser.server_id or press.chat_id))
         outcome = await self._press(press, job, dataclasses.replace(press.presser, language=lang))
         return dataclasses.replace(outcome, text=messages.localize(outcome.text, lang))
 
