@@ -10,6 +10,8 @@ a `messages.Text` passed as `user_message` brings its parameters, and its key as
 
 from __future__ import annotations
 
+from avatarbot.messages import Text
+
 
 class AvatarbotError(Exception):
     """Base of every error that ends a request with a message instead of a crash."""
@@ -20,7 +22,7 @@ class AvatarbotError(Exception):
         super().__init__(detail or user_message)
         self.user_message = user_message
         self.detail = detail or user_message
-        spoken = {**user_message.params, "key": user_message.key} if hasattr(user_message, "key") else {}
+        spoken = {**user_message.params, "key": user_message.key} if isinstance(user_message, Text) else {}
         self.params = {**spoken, **(params or {})}
 
 

@@ -3,6 +3,7 @@ never raise, and failures said again in another language from their code and num
 
 from __future__ import annotations
 
+import pickle
 import string
 
 import pytest
@@ -128,6 +129,12 @@ def test_english_constants_and_functions_are_the_catalogue_texts():
     assert messages.CANCELLED == ENGLISH["cancelled"]
     assert messages.localize(messages.CANCELLED, "zh-Hans") == "已取消。"
     assert messages.localize("a user's own words", "zh-Hans") == "a user's own words"
+    copied = pickle.loads(pickle.dumps(messages.file_too_big(20_000_000)))
+    assert (copied, copied.key, copied.params) == (
+        "That file is too big. The limit is 20 MB.",
+        "file_too_big",
+        {"limit_bytes": 20_000_000},
+    )
     with pytest.raises(AttributeError):
         messages.NO_SUCH_MESSAGE  # noqa: B018
 

@@ -187,6 +187,9 @@ class Text(str):
         self.params = params
         return self
 
+    def __reduce__(self):  # pickle and copy keep the key (str's own would call __new__ with the value only)
+        return (Text, (str(self), self.key, self.params))
+
 
 def text(key: str, lang: str = ENGLISH, /, **params) -> Text:
     """The sentence `key` in `lang` (falling back to English), its fields filled from `params`."""

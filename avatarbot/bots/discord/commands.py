@@ -17,7 +17,7 @@ from avatarbot import errors, messages
 from avatarbot.bots.discord import attachments
 from avatarbot.bots.discord.buttons import AnimateModal
 from avatarbot.bots.discord.limits import MAX_AUTOCOMPLETE_CHOICES
-from avatarbot.bots.discord.requests import Inputs, check_can_post, first_photo, language_of
+from avatarbot.bots.discord.requests import Inputs, check_can_post, first_photo, language_of, locale_of
 from avatarbot.bots.discord.server_settings import ServerSettings, channel_list_after
 from avatarbot.tts import find_voice, search_voices
 from avatarbot.vocab import Quality
@@ -132,7 +132,7 @@ def register(tree: app_commands.CommandTree, bot: AvatarBot) -> None:
 
     async def _answer_with_summary(interaction: discord.Interaction, saved: bool = False) -> None:
         current = await ServerSettings.load(bot.flow.chat_config, interaction.guild_id)
-        lang = current.language_for(str(interaction.locale.value) if interaction.locale else None)
+        lang = current.language_for(locale_of(interaction))
         text = current.summary(settings.tts.default_voice, settings.render.quality, lang)
         prefix = messages.text("settings_saved", lang) if saved else ""
         await interaction.response.send_message((prefix + " " + text).strip(), ephemeral=True)
