@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from avatarbot import messages
+from avatarbot.errors import AudioTooLongError
 from tests.chat_sides import clips_replying, said, until
 
 pytestmark = pytest.mark.timeout(300)
@@ -135,3 +136,34 @@ async def test_a_discord_voice_reply_follows_the_server_language_and_its_admins_
             assert setting.callback["data"]["content"].startswith(messages.text("settings_saved", "es"))
             repeat = await side.request(member, photo)
             await until(lambda: messages.text("clip_again", "es") in said(side, repeat), "the repeat, in Spanish")
+
+
+@pytest.mark.parametrize("make_side", ["telegram"], indirect=True)
+async def test_a_failure_on_the_worker_reaches_the_user_in_their_language(make_side, base_settings):
+    """The worker says a failure in English and stores its code and numbers; the bot says it again
+    in the job's language (through the job record in Redis, across the Celery worker)."""
+    from avatarbot.tasks import render_job
+
+    class Refusing:
+        name = "refusing"
+
+        def render(self, *args, **kwargs):
+            raise AudioTooLongError(messages.audio_too_long(90, 60), detail="a worker-side refusal")
+
+    lite = render_job.engine_for("lite", base_settings)
+    render_job.install_engine("lite", Refusing())
+    try:
+        async with make_side() as side, side.running():
+            li = side.fake.user(1, "李雷", language_code="zh-hans")
+            photo = await side.photo(li)
+            request = await side.request(li, photo)
+            expected = zh("audio_too_long", seconds=90, limit_seconds=60)
+            await until(lambda: expected in said(side, request), "the failure in Chinese")
+            [job] = side.jobs()
+            assert job.user_message == messages.audio_too_long(90, 60)  # the record keeps the English
+            assert (job.error_code, job.error_params) == (
+                "audio_too_long",
+                {"seconds": 90, "limit_seconds": 60, "key": "audio_too_long"},
+            )
+    finally:
+        render_job.install_engine("lite", lite)
