@@ -1,0 +1,367 @@
+"""The page's HTTP side: static files, sign-in, and a small JSON API over `WebSurface`.
+
+    GET  /                      the page (static/index.html; static/app.js does the rest)
+    GET  /api/config            labels in the browser's language, voices, qualities, limits
+    POST /api/login             {"password": ...} -> a session cookie (only with a password set)
+    GET  /api/example-photo     the photo that ships in examples/ (when this is a source checkout)
+    POST /api/jobs              multipart: photo | example=1, audio | text (+ voice_name), quality, motion
+    GET  /api/jobs/{id}         where the job stands: place in line, progress, outcome, clip URL
+    POST /api/jobs/{id}/cancel  stop it
+    POST /api/jobs/{id}/again   a new take (same inputs, new seed)
+    GET  /api/jobs/{id}/clip    the MP4 (Range requests work; ?download=1 to save it)
+
+A refusal is answered with the same sentence a chat user reads (`{"error": ...}`, 4xx) and a
+log line for the operator; the page shows the sentence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from avatarbot import messages
+from avatarbot.avatar.engine import QUALITY_SHORT_SIDE
+from avatarbot.bots.flow import RenderRequest
+from avatarbot.errors import (
+    AvatarbotError,
+    EmptyFileError,
+    FileTooBigError,
+    InputError,
+    InputsExpiredError,
+    QueueUnavailableError,
+    QuotaError,
+)
+from avatarbot.tasks.jobs import ACTIVE_STATES, CANCELLED, DELIVERED, FAILED, QUEUED, Job
+from avatarbot.web.sessions import COOKIE_MAX_AGE_S, COOKIE_NAME, Sessions
+from avatarbot.web.surface import WebSurface
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+# The example photo exists in a source checkout (scripts/install.sh installs one in place).
+EXAMPLE_PHOTO = Path(__file__).resolve().parents[2] / "examples" / "astronaut.jpg"
+# Form fields other than the two files are short; anything longer is cut off here.
+MAX_FIELD_BYTES = 64 * 1024
+# Room for the form's boundaries and short fields on top of two capped files.
+FORM_OVERHEAD_BYTES = 256 * 1024
+READ_CHUNK_BYTES = 64 * 1024
+# A wrong password is answered this much later, to slow down guessing.
+WRONG_PASSWORD_DELAY_S = 1.0
+DEFAULT_LANGUAGE = "en"
+
+SURFACE = web.AppKey("surface", WebSurface)
+SESSIONS = web.AppKey("sessions", Sessions)
+SETTINGS = web.AppKey("settings", object)
+WATCHER = web.AppKey("watcher", asyncio.Task)
+SESSION_ID = "avatarbot_session_id"  # request-local: the caller's session id, or None
+# Reachable without a session (the page must load to ask for the password).
+PUBLIC_PATHS = frozenset({"/", "/api/config", "/api/login"})
+
+
+# --- language ------------------------------------------------------------------------------------
+def language_of(request: web.Request) -> str:
+    """The reader's language: the page's `lang` (navigator.language), else Accept-Language."""
+    asked = request.query.get("lang") or request.headers.get("Accept-Language", "")
+    tag = asked.split(",")[0].split(";")[0].strip().lower()
+    return tag or DEFAULT_LANGUAGE
+
+
+def catalogue(language: str):
+    """Every sentence the page shows comes through here: the one place a translated catalogue
+    plugs in. English only for now."""
+    return messages
+
+
+# --- the app -------------------------------------------------------------------------------------
+def create_app(settings, password: str | None = None) -> web.Application:
+    app = web.Application(
+        middlewares=[_session_middleware],
+        client_max_size=2 * settings.limits.max_download_bytes + FORM_OVERHEAD_BYTES,
+    )
+    app[SETTINGS] = settings
+    app[SESSIONS] = Sessions(settings.data_dir, password)
+    app.cleanup_ctx.append(_surface_context)
+    app.router.add_get("/", _index)
+    app.router.add_static("/static/", STATIC_DIR)
+    app.router.add_get("/api/config", _config)
+    app.router.add_post("/api/login", _login)
+    app.router.add_get("/api/example-photo", _example_photo)
+    app.router.add_post("/api/jobs", _submit)
+    app.router.add_get("/api/jobs/{job_id}", _job)
+    app.router.add_post("/api/jobs/{job_id}/cancel", _cancel)
+    app.router.add_post("/api/jobs/{job_id}/again", _again)
+    app.router.add_get("/api/jobs/{job_id}/clip", _clip)
+    return app
+
+
+async def _surface_context(app: web.Application):
+    from avatarbot.bots.flow import RequestFlow
+
+    flow = RequestFlow.from_settings(app[SETTINGS])
+    surface = WebSurface(flow, app[SETTINGS])
+    app[SURFACE] = surface
+    app[WATCHER] = asyncio.create_task(surface.watch(), name="web-watcher")
+    yield
+    app[WATCHER].cancel()
+    await asyncio.gather(app[WATCHER], return_exceptions=True)
+    await flow.close()
+
+
+@web.middleware
+async def _session_middleware(request: web.Request, handler):
+    sessions = request.app[SESSIONS]
+    session_id = sessions.session_id(request.cookies.get(COOKIE_NAME))
+    new_cookie = None
+    if session_id is None and not sessions.password_required:
+        new_cookie = sessions.new_cookie()
+        session_id = sessions.session_id(new_cookie)
+    request[SESSION_ID] = session_id
+    if session_id is None and request.path not in PUBLIC_PATHS and not request.path.startswith("/static/"):
+        return _error(request, "password", status=401)
+    try:
+        response = await handler(request)
+    except AvatarbotError as error:
+        response = _refusal(request, error)
+    if new_cookie is not None:
+        _set_cookie(request, response, new_cookie)
+    return response
+
+
+def _set_cookie(request: web.Request, response: web.StreamResponse, cookie: str) -> None:
+    response.set_cookie(
+        COOKIE_NAME, cookie, max_age=COOKIE_MAX_AGE_S, httponly=True, samesite="Strict", secure=request.secure, path="/"
+    )
+
+
+def _error(request: web.Request, key: str, status: int) -> web.Response:
+    return web.json_response({"error": catalogue(language_of(request)).WEB_TEXTS[key]}, status=status)
+
+
+def _refusal(request: web.Request, error: AvatarbotError) -> web.Response:
+    """The user's sentence to the page, the detail to the log."""
+    log.info("web request refused: %s (%s)", error.detail, error.code)
+    body = {"error": error.user_message, "code": error.code}
+    if isinstance(error, QuotaError):
+        body["retry_after_s"] = round(error.retry_after_s)
+        return web.json_response(body, status=429)
+    if isinstance(error, FileTooBigError):
+        return web.json_response(body, status=413)
+    if isinstance(error, QueueUnavailableError):
+        return web.json_response(body, status=503)
+    if isinstance(error, InputsExpiredError):
+        return web.json_response(body, status=410)
+    return web.json_response(body, status=422 if isinstance(error, InputError) else 500)
+
+
+# --- page and settings ---------------------------------------------------------------------------
+async def _index(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def _config(request: web.Request) -> web.Response:
+    from avatarbot.tts.voices import list_voices
+
+    settings = request.app[SETTINGS]
+    language = language_of(request)
+    texts = catalogue(language)
+    return web.json_response(
+        {
+            "language": language,
+            "password_required": request.app[SESSIONS].password_required,
+            "signed_in": request[SESSION_ID] is not None,
+            "texts": texts.WEB_TEXTS,
+            "voices": [{"value": voice.name, "label": voice.label} for voice in list_voices()],
+            "voice": _voice_for(language, settings.tts.default_voice),
+            "qualities": [{"value": name, "label": texts.WEB_QUALITY_LABELS[name]} for name in QUALITY_SHORT_SIDE],
+            "quality": settings.render.quality,
+            "motion": settings.render.motion,
+            "max_upload_bytes": settings.limits.max_download_bytes,
+            "max_text_chars": settings.limits.max_text_chars,
+            "example_photo": EXAMPLE_PHOTO.is_file(),
+        }
+    )
+
+
+def _voice_for(language: str, default: str) -> str:
+    """A voice of the reader's language ("de-at" -> de-female), else the configured default."""
+    from avatarbot.errors import UnknownVoiceError
+    from avatarbot.tts.voices import find_voice
+
+    for candidate in (language, language.split("-")[0]):
+        try:
+            return find_voice(candidate).name
+        except UnknownVoiceError:
+            continue
+    return default
+
+
+async def _login(request: web.Request) -> web.Response:
+    sessions = request.app[SESSIONS]
+    try:
+        body = await request.json()
+        attempt = str(body.get("password", ""))
+    except (ValueError, AttributeError):
+        attempt = ""
+    if not sessions.password_matches(attempt):
+        log.warning("web: wrong password from %s", request.remote)
+        await asyncio.sleep(WRONG_PASSWORD_DELAY_S)
+        return _error(request, "wrong_password", status=401)
+    response = web.json_response({"signed_in": True})
+    _set_cookie(request, response, sessions.new_cookie())
+    return response
+
+
+async def _example_photo(request: web.Request) -> web.StreamResponse:
+    if not EXAMPLE_PHOTO.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(EXAMPLE_PHOTO)
+
+
+# --- jobs ----------------------------------------------------------------------------------------
+@dataclass
+class _Form:
+    photo: bytes | None = None
+    audio: bytes | None = None
+    example: bool = False
+    text: str = ""
+    voice_name: str = ""
+    quality: str = ""
+    motion: str = ""
+
+
+async def _submit(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    surface = request.app[SURFACE]
+    texts = catalogue(language_of(request)).WEB_TEXTS
+    cap = settings.limits.max_download_bytes
+    if request.content_length is not None and request.content_length > 2 * cap + FORM_OVERHEAD_BYTES:
+        raise FileTooBigError(messages.file_too_big(cap), detail=f"web form of {request.content_length} bytes")
+    async with surface.intake(request[SESSION_ID]):
+        form = await _read_form(request, cap)
+        if form.photo is None and form.example and EXAMPLE_PHOTO.is_file():
+            form.photo = await asyncio.to_thread(EXAMPLE_PHOTO.read_bytes)
+        if form.photo is None:
+            raise InputError(texts["need_photo"], detail="web form without a photo")
+        if form.audio is None and not form.text.strip():
+            raise InputError(texts["need_sound"], detail="web form without a recording or text")
+        render_request = RenderRequest(
+            photo=form.photo,
+            audio=form.audio,
+            text=None if form.audio is not None else form.text,
+            voice_name=form.voice_name or None,
+            quality=form.quality if form.quality in QUALITY_SHORT_SIDE else None,
+            motion=_float_or_none(form.motion),
+        )
+        job = await surface.submit(request[SESSION_ID], render_request)
+    return web.json_response(_view(request, job), status=202)
+
+
+async def _read_form(request: web.Request, cap: int) -> _Form:
+    """Stream the multipart form, stopping any file at the byte cap (the bots' download cap)."""
+    form = _Form()
+    try:
+        reader = await request.multipart()
+    except (AssertionError, ValueError) as error:
+        raise InputError(messages.WEB_TEXTS["need_photo"], detail=f"not a multipart form: {error}") from error
+    while (part := await reader.next()) is not None:
+        if part.name in ("photo", "audio"):
+            data = bytearray()
+            while chunk := await part.read_chunk(READ_CHUNK_BYTES):
+                data.extend(chunk)
+                if len(data) > cap:
+                    raise FileTooBigError(messages.file_too_big(cap), detail=f"web {part.name} passed {cap} bytes")
+            if not data:
+                raise EmptyFileError(messages.EMPTY_FILE, detail=f"web {part.name}: zero bytes")
+            setattr(form, part.name, bytes(data))
+        elif part.name in ("text", "voice_name", "quality", "motion", "example"):
+            value = (await part.read_chunk(MAX_FIELD_BYTES)).decode("utf-8", errors="replace")
+            if part.name == "example":
+                form.example = value == "1"
+            else:
+                setattr(form, part.name, value)
+    return form
+
+
+def _float_or_none(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+async def _job(request: web.Request) -> web.Response:
+    return web.json_response(_view(request, await _own_job(request)))
+
+
+async def _cancel(request: web.Request) -> web.Response:
+    job = await _own_job(request)
+    await request.app[SURFACE].cancel(request[SESSION_ID], job.id)
+    return web.json_response(_view(request, await _own_job(request)))
+
+
+async def _again(request: web.Request) -> web.Response:
+    job = await _own_job(request)
+    surface = request.app[SURFACE]
+    async with surface.intake(request[SESSION_ID]):
+        new_job = await surface.again(request[SESSION_ID], job.id)
+    return web.json_response(_view(request, new_job), status=202)
+
+
+async def _clip(request: web.Request) -> web.StreamResponse:
+    job = await _own_job(request)
+    path = request.app[SURFACE].clip_path(job)
+    if path is None:
+        raise web.HTTPNotFound()
+    headers = {"Content-Type": "video/mp4", "Cache-Control": "private, max-age=86400"}
+    if request.query.get("download"):
+        headers["Content-Disposition"] = f'attachment; filename="avatarbot-{job.id}.mp4"'
+    return web.FileResponse(path, headers=headers)
+
+
+async def _own_job(request: web.Request) -> Job:
+    job = await request.app[SURFACE].job_for(request[SESSION_ID], request.match_info["job_id"])
+    if job is None:
+        body = {"error": catalogue(language_of(request)).WEB_TEXTS["job_gone"]}
+        raise web.HTTPNotFound(text=json.dumps(body), content_type="application/json")
+    return job
+
+
+def _view(request: web.Request, job: Job) -> dict:
+    """What the page shows for a job: the chat's status sentences, the bar, the outcome."""
+    texts = catalogue(language_of(request))
+    clip = request.app[SURFACE].clip_path(job)
+    fraction = min(1.0, job.step / job.total) if job.total > 0 else 0.0
+    view = {
+        "id": job.id,
+        "state": job.state,
+        "position": job.queue_position,
+        "stage": job.stage,
+        "fraction": round(fraction, 3),
+        "eta_s": job.eta_s,
+        "notes": job.notes,
+        "duplicate": job.duplicate,
+        "active": job.state in ACTIVE_STATES,
+        "finished": False,
+        "clip_url": None,
+    }
+    if job.state == QUEUED:
+        view["status"] = texts.queued(job.queue_position)
+    elif job.state in ACTIVE_STATES:
+        view["status"] = texts.progress(job.stage or job.state, job.step, job.total, job.eta_s)
+    elif clip is not None:
+        url = f"/api/jobs/{job.id}/clip"
+        view.update(finished=True, status=texts.WEB_TEXTS["done"], clip_url=url, download_url=f"{url}?download=1")
+        view.update(duration=job.duration, width=job.width, height=job.height)
+    elif job.state in (FAILED, CANCELLED):
+        fallback = texts.CANCELLED if job.state == CANCELLED else texts.RENDER_FAILED
+        view.update(finished=True, failed=True, status=job.user_message or fallback)
+    elif job.state == DELIVERED:  # delivered, and its file since pruned
+        view.update(finished=True, failed=True, status=texts.WEB_TEXTS["job_gone"])
+    else:  # done, and the clip is on its way to the page
+        view["status"] = texts.WEB_TEXTS["finishing"]
+    return view
