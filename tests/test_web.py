@@ -7,13 +7,19 @@ The page itself, in a real browser, is tested in test_web_browser.py."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import aiohttp
+import psutil
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import with_overrides
+from conftest import wait_for, with_overrides
 
 from avatarbot import messages
 from avatarbot.tasks.jobs import JobStore
@@ -223,3 +229,76 @@ async def test_the_page_and_its_files_are_served(settings, make_client):
     assert page.status == 200 and '<form id="request"' in await page.text()
     for path in ("/static/app.js", "/static/style.css", "/api/example-photo"):
         assert (await client.get(path)).status == 200, path
+
+
+# --- the commands --------------------------------------------------------------------------------
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_for_page(process, port: int) -> dict:
+    import urllib.request
+
+    def answered():
+        assert process.poll() is None, "the command stopped"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/config", timeout=2) as response:
+                return json.loads(response.read())
+        except OSError:
+            return None
+
+    return wait_for(answered, 90, 0.2)
+
+
+def test_avatarbot_web_serves_the_page_and_stops_on_sigterm(redis_server, tmp_path):
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AVATARBOT_")}
+    env.update(AVATARBOT_DATA_DIR=str(tmp_path), AVATARBOT_REDIS__URL=redis_server.url, HF_HUB_OFFLINE="1",
+               AVATARBOT_WEB__PASSWORD="from-the-environment")  # fmt: skip
+    with open(tmp_path / "web.log", "wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "avatarbot", "web", "--port", str(port)], env=env, stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        config = _wait_for_page(process, port)
+        assert config["password_required"] and not config["signed_in"]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = (tmp_path / "web.log").read_text()
+    assert f"http://127.0.0.1:{port}/ (password required)" in output
+    assert "from-the-environment" not in output
+
+
+@pytest.mark.drill
+def test_avatarbot_run_serves_the_page_when_enabled(tmp_path, photo_bytes):
+    from test_runner import _clean_env
+
+    port = _free_port()
+    env = _clean_env(tmp_path)
+    env.update(AVATARBOT_WEB__ENABLED="true", AVATARBOT_WEB__PORT=str(port))
+    with open(tmp_path / "run.log", "wb") as log_file:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "avatarbot", "run", "--no-worker"], env=env, stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        _wait_for_page(run, port)
+        children = psutil.Process(run.pid).children(recursive=True)
+        assert (
+            any(p.name() == "redis-server" for p in children) and len(children) >= 2
+        )  # redis, the page (and spawn's tracker)
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(60) == 0
+        wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in children), 30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert "started web" in (tmp_path / "run.log").read_text()
