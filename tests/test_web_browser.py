@@ -78,11 +78,16 @@ def _wav_seconds(data: bytes) -> float:
 
 
 def test_astronaut_and_a_typed_line_become_a_clip_that_plays(settings, render_worker, engine_slowdown, browser):
+    from selenium.webdriver.support.ui import Select
+
     engine_slowdown(0.1)  # a few seconds of rendering, so the progress can be seen
     with serve_page(settings) as url:
         _open(browser, url)
         _element(browser, "photo").send_keys(str(ASTRONAUT))
         _element(browser, "text").send_keys("Hello from the browser!")
+        Select(_element(browser, "voice")).select_by_value("en-gb-male")
+        Select(_element(browser, "quality")).select_by_value("fast")
+        browser.execute_script("document.getElementById('motion').value = '1.5'")
         _element(browser, "submit").click()
 
         seen_statuses, seen_fractions = set(), set()
@@ -109,6 +114,7 @@ def test_astronaut_and_a_typed_line_become_a_clip_that_plays(settings, render_wo
         download = _element(browser, "download")
         assert download.is_displayed() and download.get_attribute("href").endswith("?download=1")
         assert job.options.text == "Hello from the browser!" and job.delivered
+        assert (job.options.voice_name, job.options.quality, job.options.motion) == ("en-gb-male", "fast", 1.5)
 
         screenshot = os.environ.get("AVATARBOT_WEB_SCREENSHOT")
         if screenshot:

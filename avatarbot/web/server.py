@@ -92,10 +92,10 @@ def create_app(settings, password: str | None = None) -> web.Application:
     app.router.add_post("/api/login", _login)
     app.router.add_get("/api/example-photo", _example_photo)
     app.router.add_post("/api/jobs", _submit)
-    app.router.add_get("/api/jobs/{job_id}", _job)
-    app.router.add_post("/api/jobs/{job_id}/cancel", _cancel)
-    app.router.add_post("/api/jobs/{job_id}/again", _again)
-    app.router.add_get("/api/jobs/{job_id}/clip", _clip)
+    app.router.add_get("/api/jobs/{job_id:[0-9a-f]{8,64}}", _job)
+    app.router.add_post("/api/jobs/{job_id:[0-9a-f]{8,64}}/cancel", _cancel)
+    app.router.add_post("/api/jobs/{job_id:[0-9a-f]{8,64}}/again", _again)
+    app.router.add_get("/api/jobs/{job_id:[0-9a-f]{8,64}}/clip", _clip)
     return app
 
 
