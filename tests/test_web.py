@@ -302,3 +302,13 @@ def test_avatarbot_run_serves_the_page_when_enabled(tmp_path, photo_bytes):
         if run.poll() is None:
             run.kill()
     assert "started web" in (tmp_path / "run.log").read_text()
+
+
+async def test_without_redis_the_page_says_the_queue_is_unreachable(settings, make_client, photo_bytes):
+    closed = with_overrides(settings, redis={"url": f"redis://127.0.0.1:{_free_port()}/0"})
+    client = await make_client(closed)
+    response = await client.post("/api/jobs", data=_form(photo_bytes, text="Hello"))
+    assert response.status == 503
+    assert (await response.json())["error"] == messages.QUEUE_UNAVAILABLE
+    poll = await client.get("/api/jobs/0123456789abcdef")
+    assert poll.status == 503 and (await poll.json())["error"] == messages.QUEUE_UNAVAILABLE

@@ -144,6 +144,18 @@ def test_a_text_file_as_the_photo_shows_the_refusal(settings, browser, tmp_path)
         assert browser.execute_script("return localStorage.getItem('avatarbot-job')") is None
 
 
+def test_a_photo_over_the_upload_cap_is_refused_before_it_is_sent(settings, browser):
+    capped = with_overrides(settings, limits={"max_download_bytes": 50_000})
+    assert ASTRONAUT.stat().st_size > 50_000
+    with serve_page(capped) as url:
+        _open(browser, url)
+        _element(browser, "photo").send_keys(str(ASTRONAUT))
+        _element(browser, "text").send_keys("Hello")
+        _element(browser, "submit").click()
+        wait_for(lambda: _element(browser, "error").is_displayed(), 20)
+        assert _text(browser, "error") == messages.file_too_big(50_000)
+
+
 def test_cancel_while_queued(settings, browser, redis_server):
     url_without_db = redis_server.url.rsplit("/", 1)[0]
     idle = with_overrides(settings, redis={"url": f"{url_without_db}/{NO_WORKER_DB}"})

@@ -58,7 +58,7 @@ SURFACE = web.AppKey("surface", WebSurface)
 SESSIONS = web.AppKey("sessions", Sessions)
 SETTINGS = web.AppKey("settings", object)
 WATCHER = web.AppKey("watcher", asyncio.Task)
-SESSION_ID = "avatarbot_session_id"  # request-local: the caller's session id, or None
+SESSION_ID = web.RequestKey("session_id", str)  # the caller's session id, or None
 # Reachable without a session (the page must load to ask for the password).
 PUBLIC_PATHS = frozenset({"/", "/api/config", "/api/login"})
 
@@ -174,7 +174,7 @@ async def _config(request: web.Request) -> web.Response:
             "language": language,
             "password_required": request.app[SESSIONS].password_required,
             "signed_in": request[SESSION_ID] is not None,
-            "texts": texts.WEB_TEXTS,
+            "texts": {**texts.WEB_TEXTS, "too_big": texts.file_too_big(settings.limits.max_download_bytes)},
             "voices": [{"value": voice.name, "label": voice.label} for voice in list_voices()],
             "voice": _voice_for(language, settings.tts.default_voice),
             "qualities": [{"value": name, "label": texts.WEB_QUALITY_LABELS[name]} for name in QUALITY_SHORT_SIDE],

@@ -18,8 +18,11 @@ import shutil
 import time
 from pathlib import Path
 
+import redis
+
 from avatarbot import messages
 from avatarbot.bots.flow import Job, RenderRequest, ReplyTarget, Requester, RequestFlow
+from avatarbot.errors import QueueUnavailableError
 from avatarbot.tasks.jobs import CANCELLED, DONE
 
 log = logging.getLogger(__name__)
@@ -54,7 +57,10 @@ class WebSurface:
 
     async def job_for(self, session_id: str, job_id: str) -> Job | None:
         """The job, if this session asked for it: other sessions' jobs don't exist for it."""
-        job = await self.flow.get(job_id)
+        try:
+            job = await self.flow.get(job_id)
+        except redis.exceptions.ConnectionError as error:
+            raise QueueUnavailableError(messages.QUEUE_UNAVAILABLE, detail=f"redis: {error}") from error
         if job is None or job.requester.platform != WEB_PLATFORM or job.requester.user_id != session_id:
             return None
         return job

@@ -196,6 +196,10 @@ async function submit(event) {
     form.append("text", $("text").value);
     form.append("voice_name", $("voice").value);
   }
+  // A browser sends the whole file before it can read a refusal: say it here instead.
+  for (const [, value] of form) {
+    if (value instanceof Blob && value.size > page.config.max_upload_bytes) return showError(page.texts.too_big);
+  }
   form.append("quality", $("quality").value);
   form.append("motion", $("motion").value);
 
