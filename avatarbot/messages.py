@@ -330,6 +330,7 @@ WEB_TEXTS = {
     "password": "Password",
     "sign_in": "Sign in",
     "wrong_password": "That password isn't right.",
+    "sign_in_first": "Sign in with the page's password first.",
     "already_asked": "You asked for this exact clip a moment ago: it's the one below.",
     "job_gone": "That clip is no longer here. Make a new one.",
     "unexpected": "Something went wrong on my side. Please try again in a moment.",

@@ -36,7 +36,8 @@ async def make_client():
     clients: list[TestClient] = []
 
     async def make(settings, password: str | None = None, **headers) -> TestClient:
-        client = TestClient(TestServer(create_app(settings, password)), headers=headers or None)
+        headers = {"X-Requested-With": "avatarbot", **headers}  # as the page's script sends it
+        client = TestClient(TestServer(create_app(settings, password)), headers=headers)
         await client.start_server()
         clients.append(client)
         return client
@@ -180,7 +181,9 @@ async def test_password_gate(settings, make_client, caplog, photo_bytes):
     with caplog.at_level(logging.DEBUG):
         config = await (await client.get("/api/config")).json()
         assert config["password_required"] and not config["signed_in"]
-        assert (await client.get("/api/jobs/abc")).status == 401
+        refused = await client.get("/api/jobs/abc")
+        assert refused.status == 401
+        assert (await refused.json())["error"] == messages.WEB_TEXTS["sign_in_first"]
         assert (await client.post("/api/jobs", data=_form(photo_bytes, text="Hi"))).status == 401
 
         wrong = await client.post("/api/login", json={"password": "hunter2"})
@@ -197,6 +200,21 @@ async def test_password_gate(settings, make_client, caplog, photo_bytes):
     # A forged or tampered cookie is no session.
     forged = await make_client(settings, password, Cookie="avatarbot_session=0123.abcd")
     assert (await forged.get("/api/jobs/abc")).status == 401
+
+
+async def test_other_sites_cannot_drive_the_page(settings, make_client, photo_bytes):
+    client = await make_client(settings)
+    store = JobStore.from_settings(settings)
+    before = len(store.pending(WEB_PLATFORM))
+    # A form on another site posts without the page's header (and with the page's cookie or not).
+    forged = await client.post("/api/jobs", data=_form(photo_bytes, text="Hi"), headers={"X-Requested-With": ""})
+    assert forged.status == 403
+    # DNS rebinding: another site's name resolving to 127.0.0.1 reaches a loopback-only page.
+    rebound = await client.get("/api/config", headers={"Host": "evil.example:7860"})
+    assert rebound.status == 403
+    assert (await client.get("/api/config", headers={"Host": "localhost:7860"})).status == 200
+    assert len(store.pending(WEB_PLATFORM)) == before
+    store.redis.close()
 
 
 def test_password_from_a_file_or_the_environment_and_never_in_a_repr(tmp_path, monkeypatch):

@@ -14,7 +14,6 @@ MediaRecorder, so nothing is lost against Gradio's audio widget.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 
 log = logging.getLogger(__name__)
@@ -23,26 +22,18 @@ log = logging.getLogger(__name__)
 def run_web(settings, host: str | None = None, port: int | None = None) -> int:
     from aiohttp import web
 
-    from avatarbot.web.server import create_app
+    from avatarbot.web.server import create_app, is_loopback
 
     host = host or settings.web.host
     port = port or settings.web.port
     password = settings.web.resolved_password()
-    if not password and not _is_loopback(host):
+    loopback = is_loopback(host)
+    if not password and not loopback:
         log.warning(
             "the web page listens on %s without a password: anyone who reaches it can queue renders; "
             "set web.password or web.password_file",
             host,
         )
     log.info("web page on http://%s:%d/%s", host, port, " (password required)" if password else "")
-    web.run_app(create_app(settings, password), host=host, port=port, print=None)
+    web.run_app(create_app(settings, password, loopback_only=loopback), host=host, port=port, print=None)
     return 0
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

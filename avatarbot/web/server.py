@@ -17,6 +17,7 @@ log line for the operator; the page shows the sentence.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 from dataclasses import dataclass
@@ -58,9 +59,24 @@ SURFACE = web.AppKey("surface", WebSurface)
 SESSIONS = web.AppKey("sessions", Sessions)
 SETTINGS = web.AppKey("settings", object)
 WATCHER = web.AppKey("watcher", asyncio.Task)
+LOOPBACK_ONLY = web.AppKey("loopback_only", bool)
 SESSION_ID = web.RequestKey("session_id", str)  # the caller's session id, or None
 # Reachable without a session (the page must load to ask for the password).
 PUBLIC_PATHS = frozenset({"/", "/api/config", "/api/login"})
+# Every POST carries this header. A form on another site can't send it, and a script there can't
+# without a CORS preflight we never allow: no other site can queue renders through a reader's
+# browser, with or without a password.
+REQUEST_HEADER = ("X-Requested-With", "avatarbot")
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 # --- language ------------------------------------------------------------------------------------
@@ -78,13 +94,17 @@ def catalogue(language: str):
 
 
 # --- the app -------------------------------------------------------------------------------------
-def create_app(settings, password: str | None = None) -> web.Application:
+def create_app(settings, password: str | None = None, *, loopback_only: bool = True) -> web.Application:
+    """`loopback_only`: the server listens on a loopback address, so only requests naming a
+    loopback host are real (anything else is DNS rebinding: a web site whose name resolves to
+    127.0.0.1 trying to drive the page from the reader's own browser)."""
     app = web.Application(
-        middlewares=[_session_middleware],
+        middlewares=[_guard_middleware, _session_middleware],
         client_max_size=2 * settings.limits.max_download_bytes + FORM_OVERHEAD_BYTES,
     )
     app[SETTINGS] = settings
     app[SESSIONS] = Sessions(settings.data_dir, password)
+    app[LOOPBACK_ONLY] = loopback_only
     app.cleanup_ctx.append(_surface_context)
     app.router.add_get("/", _index)
     app.router.add_static("/static/", STATIC_DIR)
@@ -113,16 +133,35 @@ async def _surface_context(app: web.Application):
 
 
 @web.middleware
+async def _guard_middleware(request: web.Request, handler):
+    if request.app[LOOPBACK_ONLY] and not is_loopback(_host_name(request.host)):
+        log.warning("web: refused a request for host %r (not this machine's page)", request.host[:100])
+        return web.json_response({"error": "forbidden"}, status=403)
+    if request.method == "POST" and request.headers.get(REQUEST_HEADER[0]) != REQUEST_HEADER[1]:
+        log.warning("web: refused a POST to %s without the page's header", request.path)
+        return web.json_response({"error": "forbidden"}, status=403)
+    return await handler(request)
+
+
+def _host_name(host: str) -> str:
+    """ "127.0.0.1:7860" -> "127.0.0.1", "[::1]:7860" -> "[::1]"."""
+    if host.startswith("["):
+        return host.split("]")[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+@web.middleware
 async def _session_middleware(request: web.Request, handler):
     sessions = request.app[SESSIONS]
     session_id = sessions.session_id(request.cookies.get(COOKIE_NAME))
     new_cookie = None
-    if session_id is None and not sessions.password_required:
+    static = request.path.startswith("/static/")
+    if session_id is None and not sessions.password_required and not static:
         new_cookie = sessions.new_cookie()
         session_id = sessions.session_id(new_cookie)
     request[SESSION_ID] = session_id
-    if session_id is None and request.path not in PUBLIC_PATHS and not request.path.startswith("/static/"):
-        return _error(request, "password", status=401)
+    if session_id is None and request.path not in PUBLIC_PATHS and not static:
+        return _error(request, "sign_in_first", status=401)
     try:
         response = await handler(request)
     except AvatarbotError as error:

@@ -32,6 +32,7 @@ async function api(path, options = {}) {
   const response = await fetch(`${path}${separator}lang=${encodeURIComponent(LANGUAGE)}`, {
     credentials: "same-origin",
     ...options,
+    headers: { "X-Requested-With": "avatarbot", ...(options.headers || {}) },
   });
   let body = {};
   try {
@@ -236,6 +237,10 @@ async function poll(jobId, quietIfGone = false) {
     return;
   }
   if (jobId !== page.jobId) return;
+  if (answer.status === 401) {
+    start(); // signed out (the password changed): ask for it again
+    return;
+  }
   if (answer.status === 404) {
     localStorage.removeItem(STORED_JOB);
     if (!quietIfGone) showError(page.texts.job_gone);
