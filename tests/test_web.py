@@ -330,3 +330,14 @@ async def test_without_redis_the_page_says_the_queue_is_unreachable(settings, ma
     assert (await response.json())["error"] == messages.QUEUE_UNAVAILABLE
     poll = await client.get("/api/jobs/0123456789abcdef")
     assert poll.status == 503 and (await poll.json())["error"] == messages.QUEUE_UNAVAILABLE
+
+
+def test_the_page_imports_no_engine_stack():
+    """The page is a surface: it starts in a moment and never loads torch."""
+    code = (
+        "import sys, avatarbot.web, avatarbot.web.server; "
+        "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
