@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from avatarbot import __version__
-from avatarbot.errors import AvatarbotError
+from avatarbot.errors import AvatarbotError, QueueUnavailableError
+from avatarbot.vocab import Quality
 
 log = logging.getLogger("avatarbot")
 
@@ -44,7 +45,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--voice-name", help="TTS voice for --text, e.g. en-female (list them with `avatarbot voices`)"
     )
     animate.add_argument("--engine", choices=["lite", "hunyuan"], help="lite: CPU preview (default); hunyuan: GPU")
-    animate.add_argument("--quality", choices=["fast", "standard", "high"], help="size preset: 384, 512 or 704 px")
+    animate.add_argument("--quality", choices=list(Quality), help="size preset: 384, 512 or 704 px")
     animate.add_argument("--motion", type=float, help="head-motion intensity, 0 (still) to 2 (lively); default 1")
     animate.add_argument("--seed", type=int, default=0, help="random seed (different seeds, different motion)")
     animate.add_argument("--weights", type=Path, help="HunyuanVideo-Avatar weights directory (engine hunyuan)")
@@ -64,6 +65,11 @@ def _build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run a render worker (one per GPU)")
     worker.add_argument("--concurrency", type=int, default=1, help="render processes (default 1: one per GPU)")
     worker.add_argument("--queues", default="gpu", help="Celery queues to consume (default: gpu)")
+    worker.add_argument(
+        "--gpus",
+        help="GPUs that render each clip together, e.g. 0,1,2,3 (engine hunyuan, context parallelism as "
+        "hunyuan.context_parallel says); default: one GPU per worker, pinned with CUDA_VISIBLE_DEVICES",
+    )
 
     commands.add_parser("telegram", help="run the Telegram bot")
     commands.add_parser("discord", help="run the Discord bot")
@@ -83,6 +89,12 @@ def _build_parser() -> argparse.ArgumentParser:
     convert.add_argument("src", type=Path, help="the official ckpts/ directory")
     convert.add_argument("dst", type=Path, help="output directory for the converted weights")
     convert.add_argument("--fp8", action="store_true", help="convert the fp8 checkpoint (with its scale map)")
+    convert.add_argument(
+        "--transformer-config",
+        type=Path,
+        help="JSON of transformer config fields that differ from the released 13B model (e.g. a reduced-depth "
+        "checkpoint's num_layers); the release itself needs none",
+    )
     return parser
 
 
@@ -109,7 +121,7 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
     if args.command == "worker":
         from avatarbot.tasks.worker import run_worker
 
-        return run_worker(settings, concurrency=args.concurrency, queues=args.queues)
+        return run_worker(settings, concurrency=args.concurrency, queues=args.queues, gpus=args.gpus)
     if args.command == "telegram":
         from avatarbot.bots.telegram import run_telegram
 
@@ -125,7 +137,7 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
     if args.command == "convert-hunyuan":
         from avatarbot.avatar.hunyuan.convert import run_convert
 
-        return run_convert(args.src, args.dst, fp8=args.fp8)
+        return run_convert(args.src, args.dst, fp8=args.fp8, transformer_config=args.transformer_config)
     raise AssertionError(args.command)
 
 
@@ -140,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         return _dispatch(args, settings)
+    except QueueUnavailableError as error:
+        # The person at this terminal runs the service: tell them what chat users are never told.
+        print(f"avatarbot: the render queue isn't reachable ({error.detail}). Set redis.url, or start "
+              "`avatarbot run` on this machine.", file=sys.stderr)  # fmt: skip
+        return 2
     except AvatarbotError as error:
         # A refusal, not a crash: the user's sentence on stderr, the detail in the log.
         log.debug("refused: %s (%s)", error.detail, error.code)

@@ -23,7 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-Quality = Literal["fast", "standard", "high"]
+from avatarbot.vocab import QUALITY_TABLE, Quality
 
 CONFIG_ENV_VAR = "AVATARBOT_CONFIG"
 
@@ -56,14 +56,17 @@ class LimitsSettings(_Section):
     max_image_pixels: int = 40_000_000
     min_image_side: int = 64
     max_download_bytes: int = 25 * 1024 * 1024
+    # One overall deadline per file download (connect + every byte): a host that stalls or
+    # trickles is cut off here, and the user is told the file couldn't be fetched.
+    download_deadline_s: float = Field(60.0, gt=0)
 
 
 class RenderSettings(_Section):
     engine: Literal["lite", "hunyuan"] = "lite"
-    quality: Quality = "standard"
+    quality: Quality = Quality.STANDARD
     motion: float = Field(1.0, ge=0.0, le=2.0)
     # Encoder quality (x264 CRF) per preset; lower is better and bigger.
-    crf: dict[str, int] = {"fast": 28, "standard": 23, "high": 19}
+    crf: dict[str, int] = {quality: preset.crf for quality, preset in QUALITY_TABLE.items()}
 
 
 class TTSSettings(_Section):
@@ -157,6 +160,27 @@ class HunyuanSettings(_Section):
     guidance_scale: float = Field(7.5, ge=1.0)
     # Reuse cached transformer features on 20 of 50 steps (upstream's "deepcache"): ~40 % fewer FLOPs.
     step_cache: bool = True
+    # Which LLaVA rows condition the transformer. "upstream": exactly what the model was trained
+    # with (right-padded prompt, upstream's misaligned text mask, refiner masked row by row, the
+    # first mask.sum() rows joined with the video). "all": the prompt and all 576 photo features,
+    # no pad rows, no mask (our earlier choice), kept to compare the two on real weights.
+    text_tokens: Literal["upstream", "all"] = "upstream"
+    # Speed modes (README "Speed modes"; each computes what the default path does, within the
+    # stated numerics). Both guidance branches as one batch of two: the weights are read once per
+    # step (pays most with offload = "block"), the activations double.
+    cfg_batch: bool = False
+    # The joint attention's kernel: "sdpa" (torch picks), "flash" / "cudnn" / "efficient" (torch's
+    # own kernels), "flash-attn" / "sage" (those packages, when installed).
+    attention: Literal["sdpa", "flash", "cudnn", "efficient", "flash-attn", "sage"] = "sdpa"
+    # fp8 x fp8 matmuls in the blocks (torchao; Ada / Hopper or newer), on top of dtype bf16 or fp8.
+    fp8_compute: bool = False
+    # Where torch.compile keeps compiled kernels between worker restarts (default: torch's, in /tmp).
+    compile_cache_dir: Path | None = None
+    # One render across the GPUs of `avatarbot worker --gpus`: "ulysses" (all-to-all; heads must
+    # divide by the GPU count) or "ring" (needs attention = flash or cudnn).
+    context_parallel: Literal["ulysses", "ring"] = "ulysses"
+    # GPUs one render spans; `avatarbot worker --gpus 0,1,...` sets it to the number listed.
+    gpus_per_render: int = Field(1, ge=1)
 
 
 class Settings(BaseSettings):

@@ -6,6 +6,10 @@ GPU, and a second process on the same card only competes for memory.
     CUDA_VISIBLE_DEVICES=0 avatarbot worker &
     CUDA_VISIBLE_DEVICES=1 avatarbot worker &
 
+or one worker whose renders each span several GPUs (context parallelism, engine hunyuan):
+
+    avatarbot worker --gpus 0,1,2,3
+
 The pool is prefork, because Celery's time limits only work there, and so that the parent (which
 never touches CUDA) survives a render process that dies. Each pool process loads the engine on
 its first job and keeps it.
@@ -25,9 +29,11 @@ from avatarbot.tasks.redis_server import die_with_parent
 log = logging.getLogger(__name__)
 
 
-def run_worker(settings, concurrency: int, queues: str) -> int:
+def run_worker(settings, concurrency: int, queues: str, gpus: str | None = None) -> int:
     from avatarbot.tasks.app import create_app
 
+    if gpus:
+        _span_gpus(settings, gpus, concurrency)
     app = create_app(settings)
     signals.worker_process_init.connect(_pool_process_started, weak=False)
     stop_watch = threading.Event()
@@ -50,6 +56,19 @@ def run_worker(settings, concurrency: int, queues: str) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0)
     return 0
+
+
+def _span_gpus(settings, gpus: str, concurrency: int) -> None:
+    """`--gpus 0,1,...`: the pool process renders each clip on all of them together (it becomes
+    rank 0 of a process group and starts one follower per other GPU, avatar.hunyuan.parallel)."""
+    indices = [part.strip() for part in gpus.split(",") if part.strip()]
+    if not indices or not all(part.isdigit() for part in indices) or len(set(indices)) != len(indices):
+        raise SystemExit(f"--gpus wants distinct GPU indices separated by commas, e.g. 0,1; got {gpus!r}")
+    if concurrency != 1:
+        raise SystemExit("--gpus renders one clip at a time on all the GPUs listed; use --concurrency 1")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(indices)
+    settings.hunyuan.gpus_per_render = len(indices)
+    log.info("each render spans GPUs %s (%s)", ",".join(indices), settings.hunyuan.context_parallel)
 
 
 def _pool_process_started(**_) -> None:
