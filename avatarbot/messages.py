@@ -325,9 +325,7 @@ WEB_TEXTS = {
     "motion_lively": "lively",
     "submit": "Animate",
     "sending": "Sending…",
-    "cancel": "Cancel",
     "download": "Download",
-    "again": "Again",
     "done": "Here you go!",
     "finishing": "Finishing your clip…",
     "need_photo": "Choose a photo first.",
@@ -336,9 +334,6 @@ WEB_TEXTS = {
     "sign_in": "Sign in",
     "wrong_password": "That password isn't right.",
     "sign_in_first": "Sign in with the page's password first.",
-    "already_asked": "You asked for this exact clip a moment ago: it's the one below.",
-    "job_gone": "That clip is no longer here. Make a new one.",
-    "unexpected": "Something went wrong on my side. Please try again in a moment.",
     "offline": "I can't reach the server. Is `avatarbot web` still running?",
 }
 WEB_QUALITY_LABELS = {"fast": "Fast (384 px)", "standard": "Standard (512 px)", "high": "High (704 px)"}

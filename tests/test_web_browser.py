@@ -130,16 +130,21 @@ def test_astronaut_and_a_typed_line_become_a_clip_that_plays(settings, render_wo
         store.redis.close()
 
 
+def _refusal_for(browser, url: str, photo: Path) -> str:
+    """Submit `photo` with a line of text; the refusal the page shows."""
+    _open(browser, url)
+    _element(browser, "photo").send_keys(str(photo))
+    _element(browser, "text").send_keys("Hello")
+    _element(browser, "submit").click()
+    wait_for(lambda: _element(browser, "error").is_displayed(), 20)
+    return _text(browser, "error")
+
+
 def test_a_text_file_as_the_photo_shows_the_refusal(settings, browser, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("this is not a photo\n")
     with serve_page(settings) as url:
-        _open(browser, url)
-        _element(browser, "photo").send_keys(str(notes))
-        _element(browser, "text").send_keys("Hello")
-        _element(browser, "submit").click()
-        wait_for(lambda: _element(browser, "error").is_displayed(), 20)
-        assert _text(browser, "error") == messages.NOT_AN_IMAGE
+        assert _refusal_for(browser, url, notes) == messages.NOT_AN_IMAGE
         assert not _element(browser, "job").is_displayed()
         assert browser.execute_script("return localStorage.getItem('avatarbot-job')") is None
 
@@ -148,12 +153,7 @@ def test_a_photo_over_the_upload_cap_is_refused_before_it_is_sent(settings, brow
     capped = with_overrides(settings, limits={"max_download_bytes": 50_000})
     assert ASTRONAUT.stat().st_size > 50_000
     with serve_page(capped) as url:
-        _open(browser, url)
-        _element(browser, "photo").send_keys(str(ASTRONAUT))
-        _element(browser, "text").send_keys("Hello")
-        _element(browser, "submit").click()
-        wait_for(lambda: _element(browser, "error").is_displayed(), 20)
-        assert _text(browser, "error") == messages.file_too_big(50_000)
+        assert _refusal_for(browser, url, ASTRONAUT) == messages.file_too_big(50_000)
 
 
 def test_cancel_while_queued(settings, browser, redis_server):

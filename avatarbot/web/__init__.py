@@ -1,6 +1,7 @@
 """The local web page: try avatarbot in a browser, no bot token needed. A third surface over the
-same request flow as the Discord and Telegram bots (`surface.py` is the only part that talks to
-it), served by `avatarbot web` or by `avatarbot run` with `[web] enabled`.
+same job lifecycle as the Discord and Telegram bots (`surface.py` implements the flow's
+`traits.Surface`; `server.py` hands form submissions and button presses to the `Lifecycle`),
+served by `avatarbot web` or by `avatarbot run` with `[web] enabled`.
 
 Why a small aiohttp page and not Gradio, the field's usual demo UI: the render must go through
 our Celery queue, with the flow's checks, quotas, repeats and delivery bookkeeping. Gradio brings

@@ -1,4 +1,4 @@
-"""The page's HTTP side: static files, sign-in, and a small JSON API over `WebSurface`.
+"""The page's HTTP side: static files, sign-in, and a small JSON API over the flow's `Lifecycle`.
 
     GET  /                      the page (static/index.html; static/app.js does the rest)
     GET  /api/config            labels in the browser's language, voices, qualities, limits
@@ -10,8 +10,12 @@
     POST /api/jobs/{id}/again   a new take (same inputs, new seed)
     GET  /api/jobs/{id}/clip    the MP4 (Range requests work; ?download=1 to save it)
 
-A refusal is answered with the same sentence a chat user reads (`{"error": ...}`, 4xx) and a
-log line for the operator; the page shows the sentence.
+A submission goes through `Lifecycle.handle_request` with the browser session as the requester
+and the form's files as already-downloaded `Source`s; Cancel and Again are `Lifecycle.press`es
+on the job's own status line or clip. A refusal is answered with the sentence a chat user reads
+(`{"error": ...}`: 422 for whatever the flow refuses, 413 for an upload over the cap, 401 / 403
+for the page's own gates), with a log line for the operator; the page shows the sentence. A
+repeated request answers with the job it repeats and what the flow said about it (`said`).
 """
 
 from __future__ import annotations
@@ -23,23 +27,25 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis
 from aiohttp import web
 
 from avatarbot import messages
-from avatarbot.avatar.engine import QUALITY_SHORT_SIDE
-from avatarbot.bots.flow import RenderRequest
 from avatarbot.errors import (
     AvatarbotError,
     EmptyFileError,
     FileTooBigError,
     InputError,
-    InputsExpiredError,
     QueueUnavailableError,
-    QuotaError,
 )
-from avatarbot.tasks.jobs import ACTIVE_STATES, CANCELLED, DELIVERED, FAILED, QUEUED, Job
+from avatarbot.service import replies
+from avatarbot.service.flow import RequestFlow
+from avatarbot.service.lifecycle import Lifecycle
+from avatarbot.service.traits import Action, Press, Source
+from avatarbot.tasks.jobs import Job, ReplyTarget
+from avatarbot.vocab import QUALITY_TABLE, JobState, Platform
 from avatarbot.web.sessions import COOKIE_MAX_AGE_S, COOKIE_NAME, Sessions
-from avatarbot.web.surface import WebSurface
+from avatarbot.web.surface import FormAnswer, WebSurface, requester
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +62,10 @@ WRONG_PASSWORD_DELAY_S = 1.0
 DEFAULT_LANGUAGE = "en"
 
 SURFACE = web.AppKey("surface", WebSurface)
+FLOW = web.AppKey("flow", RequestFlow)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 SESSIONS = web.AppKey("sessions", Sessions)
 SETTINGS = web.AppKey("settings", object)
-WATCHER = web.AppKey("watcher", asyncio.Task)
 LOOPBACK_ONLY = web.AppKey("loopback_only", bool)
 SESSION_ID = web.RequestKey("session_id", str)  # the caller's session id, or None
 # Reachable without a session (the page must load to ask for the password).
@@ -120,15 +127,14 @@ def create_app(settings, password: str | None = None, *, loopback_only: bool = T
 
 
 async def _surface_context(app: web.Application):
-    from avatarbot.bots.flow import RequestFlow
-
+    """The flow and the page's lifecycle on it, for as long as the server runs."""
     flow = RequestFlow.from_settings(app[SETTINGS])
-    surface = WebSurface(flow, app[SETTINGS])
-    app[SURFACE] = surface
-    app[WATCHER] = asyncio.create_task(surface.watch(), name="web-watcher")
+    app[FLOW] = flow
+    app[SURFACE] = WebSurface(app[SETTINGS])
+    app[LIFECYCLE] = Lifecycle(flow, app[SURFACE])
+    app[LIFECYCLE].start()
     yield
-    app[WATCHER].cancel()
-    await asyncio.gather(app[WATCHER], return_exceptions=True)
+    await app[LIFECYCLE].stop()
     await flow.close()
 
 
@@ -182,19 +188,15 @@ def _error(request: web.Request, key: str, status: int) -> web.Response:
 
 
 def _refusal(request: web.Request, error: AvatarbotError) -> web.Response:
-    """The user's sentence to the page, the detail to the log."""
+    """The page's own refusals (the form itself, the upload cap, Redis gone while polling): the
+    user's sentence to the page, the detail to the log. The flow's are answered in `_submit`."""
     log.info("web request refused: %s (%s)", error.detail, error.code)
-    body = {"error": error.user_message, "code": error.code}
-    if isinstance(error, QuotaError):
-        body["retry_after_s"] = round(error.retry_after_s)
-        return web.json_response(body, status=429)
+    status = 422 if isinstance(error, InputError) else 500
     if isinstance(error, FileTooBigError):
-        return web.json_response(body, status=413)
-    if isinstance(error, QueueUnavailableError):
-        return web.json_response(body, status=503)
-    if isinstance(error, InputsExpiredError):
-        return web.json_response(body, status=410)
-    return web.json_response(body, status=422 if isinstance(error, InputError) else 500)
+        status = 413
+    elif isinstance(error, QueueUnavailableError):
+        status = 503
+    return web.json_response({"error": error.user_message}, status=status)
 
 
 # --- page and settings ---------------------------------------------------------------------------
@@ -213,10 +215,17 @@ async def _config(request: web.Request) -> web.Response:
             "language": language,
             "password_required": request.app[SESSIONS].password_required,
             "signed_in": request[SESSION_ID] is not None,
-            "texts": {**texts.WEB_TEXTS, "too_big": texts.file_too_big(settings.limits.max_download_bytes)},
+            "texts": {
+                **texts.WEB_TEXTS,
+                "cancel": texts.BUTTON_CANCEL,
+                "again": texts.BUTTON_AGAIN,
+                "job_gone": texts.JOB_GONE,
+                "unexpected": texts.UNEXPECTED,
+                "too_big": texts.file_too_big(settings.limits.max_download_bytes),
+            },
             "voices": [{"value": voice.name, "label": voice.label} for voice in list_voices()],
             "voice": _voice_for(language, settings.tts.default_voice),
-            "qualities": [{"value": name, "label": texts.WEB_QUALITY_LABELS[name]} for name in QUALITY_SHORT_SIDE],
+            "qualities": [{"value": str(name), "label": texts.WEB_QUALITY_LABELS[name]} for name in QUALITY_TABLE],
             "quality": settings.render.quality,
             "motion": settings.render.motion,
             "max_upload_bytes": settings.limits.max_download_bytes,
@@ -265,7 +274,9 @@ async def _example_photo(request: web.Request) -> web.StreamResponse:
 @dataclass
 class _Form:
     photo: bytes | None = None
+    photo_type: str | None = None
     audio: bytes | None = None
+    audio_type: str | None = None
     example: bool = False
     text: str = ""
     voice_name: str = ""
@@ -274,30 +285,47 @@ class _Form:
 
 
 async def _submit(request: web.Request) -> web.Response:
+    """One request through the flow's intake, as a chat message would go."""
     settings = request.app[SETTINGS]
-    surface = request.app[SURFACE]
-    texts = catalogue(language_of(request)).WEB_TEXTS
+    texts = catalogue(language_of(request))
     cap = settings.limits.max_download_bytes
     if request.content_length is not None and request.content_length > 2 * cap + FORM_OVERHEAD_BYTES:
-        raise FileTooBigError(messages.file_too_big(cap), detail=f"web form of {request.content_length} bytes")
-    async with surface.intake(request[SESSION_ID]):
-        form = await _read_form(request, cap)
-        if form.photo is None and form.example and EXAMPLE_PHOTO.is_file():
-            form.photo = await asyncio.to_thread(EXAMPLE_PHOTO.read_bytes)
-        if form.photo is None:
-            raise InputError(texts["need_photo"], detail="web form without a photo")
-        if form.audio is None and not form.text.strip():
-            raise InputError(texts["need_sound"], detail="web form without a recording or text")
-        render_request = RenderRequest(
-            photo=form.photo,
-            audio=form.audio,
-            text=None if form.audio is not None else form.text,
-            voice_name=form.voice_name or None,
-            quality=form.quality if form.quality in QUALITY_SHORT_SIDE else None,
-            motion=_float_or_none(form.motion),
-        )
-        job = await surface.submit(request[SESSION_ID], render_request)
-    return web.json_response(_view(request, job), status=202)
+        raise FileTooBigError(texts.file_too_big(cap), detail=f"web form of {request.content_length} bytes")
+    form = await _read_form(request, cap)
+    if form.photo is None and form.example and EXAMPLE_PHOTO.is_file():
+        form.photo, form.photo_type = await asyncio.to_thread(EXAMPLE_PHOTO.read_bytes), "image/jpeg"
+    if form.photo is None:
+        raise InputError(texts.WEB_TEXTS["need_photo"], detail="web form without a photo")
+    if form.audio is None and not form.text.strip():
+        raise InputError(texts.WEB_TEXTS["need_sound"], detail="web form without a recording or text")
+    session_id = request[SESSION_ID]
+    answer = FormAnswer()
+    job = await request.app[LIFECYCLE].handle_request(
+        answer,
+        requester(session_id),
+        ReplyTarget(chat_id=session_id),
+        _uploaded(form.photo, form.photo_type, "web photo"),
+        _uploaded(form.audio, form.audio_type, "web sound") if form.audio is not None else None,
+        form.text if form.audio is None else None,
+        voice_name=form.voice_name or None,
+        quality=form.quality if form.quality in QUALITY_TABLE else None,
+        motion=_float_or_none(form.motion),
+    )
+    if job is None:
+        return web.json_response({"error": answer.said or texts.UNEXPECTED}, status=422)
+    view = _view(request, job)
+    if answer.said:  # a repeat: the flow says where the clip is
+        view["said"] = answer.said
+    return web.json_response(view, status=202)
+
+
+def _uploaded(data: bytes, media_type: str | None, name: str) -> Source:
+    """A file that came with the form: already here, its size and type as the browser declared."""
+
+    async def fetch(max_bytes: int) -> bytes:
+        return data
+
+    return Source(fetch=fetch, declared_bytes=len(data), media_type=media_type or None, name=name)
 
 
 async def _read_form(request: web.Request, cap: int) -> _Form:
@@ -317,6 +345,7 @@ async def _read_form(request: web.Request, cap: int) -> _Form:
             if not data:
                 raise EmptyFileError(messages.EMPTY_FILE, detail=f"web {part.name}: zero bytes")
             setattr(form, part.name, bytes(data))
+            setattr(form, f"{part.name}_type", part.headers.get("Content-Type"))
         elif part.name in ("text", "voice_name", "quality", "motion", "example"):
             value = (await part.read_chunk(MAX_FIELD_BYTES)).decode("utf-8", errors="replace")
             if part.name == "example":
@@ -339,16 +368,37 @@ async def _job(request: web.Request) -> web.Response:
 
 async def _cancel(request: web.Request) -> web.Response:
     job = await _own_job(request)
-    await request.app[SURFACE].cancel(request[SESSION_ID], job.id)
-    return web.json_response(_view(request, await _own_job(request)))
+    outcome = await _press(request, job, Action.CANCEL)
+    view = _view(request, await _own_job(request))
+    return web.json_response({**view, "said": outcome.text})
 
 
 async def _again(request: web.Request) -> web.Response:
+    """A new take: the flow posts its status line, which tells us the new job."""
     job = await _own_job(request)
     surface = request.app[SURFACE]
-    async with surface.intake(request[SESSION_ID]):
-        new_job = await surface.again(request[SESSION_ID], job.id)
-    return web.json_response(_view(request, new_job), status=202)
+    before = surface.latest_job(request[SESSION_ID])
+    outcome = await _press(request, job, Action.AGAIN)
+    new_id = surface.latest_job(request[SESSION_ID])
+    new_job = await request.app[FLOW].get(new_id) if new_id and new_id != before else None
+    if new_job is None:
+        return web.json_response({"error": outcome.text}, status=422)
+    return web.json_response({**_view(request, new_job), "said": outcome.text}, status=202)
+
+
+async def _press(request: web.Request, job: Job, action: Action):
+    """The page's buttons are the chats' buttons: pressed on the job's own status line or clip."""
+    message_id = (job.delivery or {}).get("message_id") or job.status_message_id
+    press = Press(
+        action=action, job_id=job.id, chat_id=job.reply_target.chat_id, message_id=message_id,
+        presser=requester(request[SESSION_ID]), is_moderator=_nobody_moderates,
+    )  # fmt: skip
+    return await request.app[LIFECYCLE].press(press)
+
+
+async def _nobody_moderates() -> bool:
+    """On the page everyone acts on their own jobs only."""
+    return False
 
 
 async def _clip(request: web.Request) -> web.StreamResponse:
@@ -363,17 +413,22 @@ async def _clip(request: web.Request) -> web.StreamResponse:
 
 
 async def _own_job(request: web.Request) -> Job:
-    job = await request.app[SURFACE].job_for(request[SESSION_ID], request.match_info["job_id"])
-    if job is None:
-        body = {"error": catalogue(language_of(request)).WEB_TEXTS["job_gone"]}
+    """The job, if this session asked for it: other sessions' jobs don't exist for it."""
+    try:
+        job = await request.app[FLOW].get(request.match_info["job_id"])
+    except redis.exceptions.ConnectionError as error:
+        raise QueueUnavailableError(messages.QUEUE_UNAVAILABLE, detail=f"redis: {error}") from error
+    if job is None or job.requester.platform != Platform.WEB or job.requester.user_id != request[SESSION_ID]:
+        body = {"error": catalogue(language_of(request)).JOB_GONE}
         raise web.HTTPNotFound(text=json.dumps(body), content_type="application/json")
     return job
 
 
 def _view(request: web.Request, job: Job) -> dict:
-    """What the page shows for a job: the chat's status sentences, the bar, the outcome."""
+    """What the page shows for a job: the flow's words, the bar, the outcome."""
     texts = catalogue(language_of(request))
-    clip = request.app[SURFACE].clip_path(job)
+    surface = request.app[SURFACE]
+    clip = surface.clip_path(job)
     fraction = min(1.0, job.step / job.total) if job.total > 0 else 0.0
     view = {
         "id": job.id,
@@ -383,24 +438,19 @@ def _view(request: web.Request, job: Job) -> dict:
         "fraction": round(fraction, 3),
         "eta_s": job.eta_s,
         "notes": job.notes,
-        "duplicate": job.duplicate,
-        "active": job.state in ACTIVE_STATES,
+        "active": job.active,
         "finished": False,
         "clip_url": None,
     }
-    if job.state == QUEUED:
-        view["status"] = texts.queued(job.queue_position)
-    elif job.state in ACTIVE_STATES:
-        view["status"] = texts.progress(job.stage or job.state, job.step, job.total, job.eta_s)
+    if job.active:
+        view["status"] = surface.words(job.id) or replies.status(job)
     elif clip is not None:
         url = f"/api/jobs/{job.id}/clip"
         view.update(finished=True, status=texts.WEB_TEXTS["done"], clip_url=url, download_url=f"{url}?download=1")
         view.update(duration=job.duration, width=job.width, height=job.height)
-    elif job.state in (FAILED, CANCELLED):
-        fallback = texts.CANCELLED if job.state == CANCELLED else texts.RENDER_FAILED
-        view.update(finished=True, failed=True, status=job.user_message or fallback)
-    elif job.state == DELIVERED:  # delivered, and its file since pruned
-        view.update(finished=True, failed=True, status=texts.WEB_TEXTS["job_gone"])
-    else:  # done, and the clip is on its way to the page
+    elif job.delivered:  # failed, cancelled, or a clip that couldn't be delivered (or has since expired)
+        gone = job.state == JobState.DELIVERED and not (job.delivery or {}).get("error")
+        view.update(finished=True, failed=True, status=texts.JOB_GONE if gone else replies.final_status(job))
+    else:  # finished, and the flow is delivering the outcome to the page
         view["status"] = texts.WEB_TEXTS["finishing"]
     return view

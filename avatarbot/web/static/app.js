@@ -221,6 +221,7 @@ async function submit(event) {
 // --- following a job -----------------------------------------------------------------------------
 function follow(view, { quietIfGone = false } = {}) {
   page.jobId = view.id;
+  $("said").textContent = view.said || ""; // e.g. "you asked for this exact clip a moment ago"
   localStorage.setItem(STORED_JOB, view.id);
   if (view.state) show(view);
   else poll(view.id, quietIfGone);
@@ -256,7 +257,7 @@ async function poll(jobId, quietIfGone = false) {
 
 function show(view) {
   $("job").hidden = false;
-  $("status").textContent = view.duplicate ? `${view.status} ${page.texts.already_asked}` : view.status;
+  $("status").textContent = view.status;
   $("notes").textContent = (view.notes || []).join(" ");
   const progress = $("progress");
   progress.hidden = view.finished;
