@@ -135,6 +135,21 @@ class DiscordSettings(_Section):
         return read_secret(self.token, self.token_file)
 
 
+class WebSettings(_Section):
+    """The local web page (`avatarbot web`, or part of `avatarbot run` when enabled)."""
+
+    enabled: bool = False  # `avatarbot run` serves the page too
+    # Loopback by default: the page is for trying avatarbot on this machine. To expose it, set a
+    # host such as "0.0.0.0" and a password (ideally behind a TLS proxy).
+    host: str = "127.0.0.1"
+    port: int = Field(7860, ge=1, le=65535)
+    password: SecretStr | None = None
+    password_file: Path | None = None
+
+    def resolved_password(self) -> str | None:
+        return read_secret(self.password, self.password_file)
+
+
 class HunyuanSettings(_Section):
     weights_dir: Path | None = None
     dtype: Literal["bf16", "fp8"] = "bf16"
@@ -184,6 +199,7 @@ class Settings(BaseSettings):
     jobs: JobSettings = JobSettings()
     telegram: TelegramSettings = TelegramSettings()
     discord: DiscordSettings = DiscordSettings()
+    web: WebSettings = WebSettings()
     hunyuan: HunyuanSettings = HunyuanSettings()
 
     @model_validator(mode="after")
