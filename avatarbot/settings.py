@@ -144,6 +144,15 @@ class HunyuanSettings(_Section):
     step_cache: bool = True
 
 
+class MetricsSettings(_Section):
+    """`/healthz`, `/readyz` and `/metrics` (Prometheus) of each worker and bot process."""
+
+    # Off when unset. Each process needs its own port: one per worker, one per bot.
+    port: int | None = Field(None, ge=1, le=65535)
+    # Loopback by default: the endpoints have no authentication. "0.0.0.0" in a container.
+    host: str = "127.0.0.1"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AVATARBOT_",
@@ -161,6 +170,7 @@ class Settings(BaseSettings):
     telegram: TelegramSettings = TelegramSettings()
     discord: DiscordSettings = DiscordSettings()
     hunyuan: HunyuanSettings = HunyuanSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @model_validator(mode="after")
     def _visibility_above_time_limit(self) -> Settings:

@@ -1,0 +1,29 @@
+"""Starting the endpoints of each kind of process, with the checks that make it ready."""
+
+from __future__ import annotations
+
+from avatarbot.observability.server import HealthServer, start_health_server
+
+
+def start_worker_endpoints(settings) -> HealthServer | None:
+    """A render worker: ready when Redis answers and its engine can load. Also serves the
+    queue's jobs by state (read from Redis at each scrape)."""
+    if settings.metrics.port is None:
+        return None
+    from avatarbot.observability.jobs import JobsCollector
+    from avatarbot.observability.processes import serving_registry
+    from avatarbot.observability.readiness import engine_check, probe_client, redis_check
+    from avatarbot.tasks.jobs import JobStore
+
+    registry = serving_registry()
+    registry.register(JobsCollector(lambda: JobStore(probe_client(settings), result_ttl_s=settings.jobs.result_ttl_s)))
+    checks = {"redis": redis_check(settings), "engine": engine_check(settings)}
+    return _start(settings, checks, registry)
+
+
+def _start(settings, checks, registry) -> HealthServer | None:
+    try:
+        return start_health_server(settings, checks, registry)
+    except OSError as error:
+        where = f"{settings.metrics.host}:{settings.metrics.port}"
+        raise ValueError(f"cannot serve metrics on {where}: {error.strerror or error}") from error

@@ -1,0 +1,48 @@
+"""Every metric avatarbot exports: one place for names, labels and buckets.
+
+Only counters and histograms live here, because they add up across a worker's pool processes
+without a per-process mode (see `processes`); the one gauge, jobs by state, is read from Redis
+when scraped (`observability.jobs`). Label values are closed sets (engines, qualities,
+platforms, outcomes, error codes), never ids.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+_GIB = 1024**3
+
+# --- worker: the render task ---------------------------------------------------------------------
+QUEUE_WAIT = Histogram(
+    "avatarbot_queue_wait_seconds",
+    "Seconds from a job's submission to the first time a worker took it.",
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200),
+)
+RENDER_SECONDS = Histogram(
+    "avatarbot_render_seconds",
+    "Seconds to render and encode a finished clip, by engine and the quality it was rendered at.",
+    ["engine", "quality"],
+    buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 2700, 3600, 5400, 7200),
+)
+RENDERS = Counter(
+    "avatarbot_renders",
+    "Render attempts by how they ended: done, failed, cancelled, or lost (another worker took the job over).",
+    ["engine", "outcome", "code"],
+)
+OUT_OF_MEMORY_RETRIES = Counter(
+    "avatarbot_out_of_memory_retries",
+    "Renders that ran out of memory and were retried at a lower quality.",
+    ["engine", "quality"],
+)
+DIFFUSION_STEP_SECONDS = Histogram(
+    "avatarbot_diffusion_step_seconds",
+    "Seconds per denoising step of HunyuanVideo-Avatar (both guidance passes), by quality.",
+    ["quality"],
+    buckets=(0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300),
+)
+PEAK_GPU_MEMORY = Histogram(
+    "avatarbot_peak_gpu_memory_bytes",
+    "Peak GPU memory allocated by torch during one render, by engine and quality.",
+    ["engine", "quality"],
+    buckets=tuple(gib * _GIB for gib in (2, 4, 8, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 120, 141, 192)),
+)
