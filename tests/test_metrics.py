@@ -88,7 +88,7 @@ def test_worker_endpoints_follow_a_job_and_redis(tmp_path, photo_bytes):
         wait_for(lambda: _answers(base + "/readyz") == 200, timeout_s=60, interval_s=0.2)
         assert fetch(base + "/healthz") == (200, "ok\n")
         status, body = fetch(base + "/readyz")
-        assert status == 200 and "redis" in body and "engine" in body
+        assert status == 200 and body == "ready: redis, engine, queue\n"
         assert fetch(base + "/nowhere")[0] == 404
         before = samples(fetch(base + "/metrics")[1])
         assert value(before, "avatarbot_redis_up") == 1
@@ -327,3 +327,24 @@ def test_diffusion_steps_are_timed_from_the_engines_progress():
     # the first report's gap holds the encoders' time too: steps 2..4 are timed
     assert local_value("avatarbot_diffusion_step_seconds_count", quality="fast") == before + steps - 1
     assert local_value("avatarbot_diffusion_step_seconds_sum", quality="fast") > 0
+
+
+@pytest.mark.drill
+@pytest.mark.timeout(180)
+def test_avatarbot_run_serves_its_workers_endpoints_on_the_metrics_port(tmp_path):
+    """One machine, embedded Redis: the worker of `avatarbot run` takes `[metrics] port` itself."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AVATARBOT_")}
+    env.update(AVATARBOT_DATA_DIR=str(tmp_path), AVATARBOT_METRICS__PORT=str(port), HF_HUB_OFFLINE="1")
+    with open(tmp_path / "run.log", "wb") as log:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "avatarbot", "run"], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=lambda: die_with_parent(signal.SIGKILL),  # noqa: PLW1509
+        )  # fmt: skip
+    try:
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/readyz") == 200, timeout_s=90, interval_s=0.2)
+        page = samples(fetch(f"http://127.0.0.1:{port}/metrics")[1])
+        assert value(page, "avatarbot_redis_up") == 1  # the embedded Redis, found by the worker
+    finally:
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(60) == 0, _tail(tmp_path / "run.log")

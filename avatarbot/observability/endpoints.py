@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
 from avatarbot.observability.server import HealthServer, start_health_server
 
 
-def start_worker_endpoints(settings) -> HealthServer | None:
-    """A render worker: ready when Redis answers and its engine can load. Also serves the
-    queue's jobs by state (read from Redis at each scrape)."""
+def start_worker_endpoints(settings, consuming: threading.Event | None = None) -> HealthServer | None:
+    """A render worker: ready when Redis answers, its engine can load and (when `consuming` is
+    given) Celery has started taking tasks. Also serves the queue's jobs by state."""
     if settings.metrics.port is None:
         return None
     from avatarbot.observability.jobs import JobsCollector
@@ -18,6 +20,8 @@ def start_worker_endpoints(settings) -> HealthServer | None:
     registry = serving_registry()
     registry.register(JobsCollector(lambda: JobStore(probe_client(settings), result_ttl_s=settings.jobs.result_ttl_s)))
     checks = {"redis": redis_check(settings), "engine": engine_check(settings)}
+    if consuming is not None:
+        checks["queue"] = lambda: None if consuming.is_set() else "queue: not consuming tasks (starting or stopping)"
     return _start(settings, checks, registry)
 
 

@@ -44,7 +44,10 @@ def _run_worker(settings, concurrency: int, queues: str) -> int:
     from avatarbot.tasks.app import create_app
 
     app = create_app(settings)
-    endpoints = start_worker_endpoints(settings)
+    consuming = threading.Event()
+    signals.worker_ready.connect(lambda **_: consuming.set(), weak=False)
+    signals.worker_shutdown.connect(lambda **_: consuming.clear(), weak=False)
+    endpoints = start_worker_endpoints(settings, consuming)
     signals.worker_process_init.connect(_pool_process_started, weak=False)
     stop_watch = threading.Event()
     signals.worker_ready.connect(_watch_orphans_when_ready(settings, app, stop_watch), weak=False)
