@@ -28,10 +28,11 @@ VENV="${AVATARBOT_VENV:-.venv}"
 
 # --- system programs (apt) ------------------------------------------------------------------------
 # program -> Debian/Ubuntu package. ffmpeg encodes and decodes; espeak-ng is the offline voice;
-# redis-server is the queue's embedded Redis. The tests also drive a real headless Chromium.
+# redis-server is the queue's embedded Redis. The tests also drive a real headless Chromium and
+# check the systemd units in deploy/ with systemd-analyze.
 programs=(ffmpeg:ffmpeg espeak-ng:espeak-ng redis-server:redis-server)
 if [ "$dev" = 1 ]; then
-    programs+=(chromium:chromium chromedriver:chromium-driver)
+    programs+=(chromium:chromium chromedriver:chromium-driver systemd-analyze:systemd)
 fi
 missing=()
 command -v "$PYTHON" >/dev/null 2>&1 || missing+=(python3)

@@ -16,6 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from avatarbot.errors import AvatarbotError
+from avatarbot.observability import metrics
 from avatarbot.tasks.jobs import ALL_STATES, DELIVERED, JobStore
 
 log = logging.getLogger(__name__)
@@ -32,14 +33,14 @@ def jobs_by_state(store: JobStore) -> Counter[str]:
 
 
 class JobsCollector(Collector):
-    """`avatarbot_jobs{state}` and `avatarbot_redis_up`, one Redis round trip per platform."""
+    """Jobs by state and whether Redis answered, read at each scrape."""
 
     def __init__(self, store_factory):
         self._store_factory = store_factory
         self._store: JobStore | None = None
 
     def collect(self):
-        up = GaugeMetricFamily("avatarbot_redis_up", "1 when this process reached Redis at the last scrape.")
+        up = GaugeMetricFamily(metrics.REDIS_UP, metrics.REDIS_UP_HELP)
         try:
             if self._store is None:
                 self._store = self._store_factory()
@@ -51,9 +52,7 @@ class JobsCollector(Collector):
             return
         up.add_metric([], 1)
         yield up
-        jobs = GaugeMetricFamily(
-            "avatarbot_jobs", "Jobs not yet delivered, by state, across every platform.", labels=["state"]
-        )
+        jobs = GaugeMetricFamily(metrics.JOBS_BY_STATE, metrics.JOBS_BY_STATE_HELP, labels=["state"])
         for state, count in sorted(counts.items()):
             jobs.add_metric([state], count)
         yield jobs

@@ -12,6 +12,12 @@ from prometheus_client import Counter, Histogram
 
 _GIB = 1024**3
 
+# --- read from Redis at scrape time (observability.jobs) ------------------------------------------
+JOBS_BY_STATE = "avatarbot_jobs"
+JOBS_BY_STATE_HELP = "Jobs not yet delivered, by state, across every platform."
+REDIS_UP = "avatarbot_redis_up"
+REDIS_UP_HELP = "1 when this process reached Redis at the last scrape."
+
 # --- worker: the render task ---------------------------------------------------------------------
 QUEUE_WAIT = Histogram(
     "avatarbot_queue_wait_seconds",
