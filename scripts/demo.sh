@@ -7,5 +7,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 out="${1:-hello.mp4}"
-"${AVATARBOT_VENV:-.venv}/bin/avatarbot" animate --photo examples/astronaut.jpg \
-    --text "Hello! I am a photo, and now I can talk." -o "$out"
+venv="${AVATARBOT_VENV:-.venv}"
+"$venv/bin/avatarbot" animate --photo examples/astronaut.jpg --text "Hello! I am a photo, and now I can talk." -o "$out"

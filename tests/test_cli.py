@@ -171,16 +171,24 @@ def test_doctor_says_when_the_wheel_ffmpeg_stands_in(tmp_path):
 
 
 def readme_demo_command() -> list[str]:
+    """What scripts/demo.sh runs, as the README shows it; the two must agree."""
     import shlex
 
-    for line in (ROOT / "README.md").read_text().splitlines():
-        if line.startswith("avatarbot animate --photo examples/"):
-            return shlex.split(line)
-    raise AssertionError("the README's demo command is missing")
+    def animate_line(text: str) -> list[str]:
+        for line in text.splitlines():
+            if "animate --photo examples/" in line:
+                words = shlex.split(line)
+                return words[words.index("animate") - 1 :]
+        raise AssertionError("no demo command")
+
+    readme = animate_line((ROOT / "README.md").read_text())
+    script = animate_line((ROOT / "scripts" / "demo.sh").read_text())
+    assert readme[1:-1] == script[1:-1]  # the same command but for the venv path and the output
+    return ["avatarbot", *readme[1:]]
 
 
 def test_readme_demo_command(tmp_path):
-    """The README's demo, run as written (from the repo root): an H.264 + AAC clip as long as the speech."""
+    """The README's demo (scripts/demo.sh's command) from the repo root: an H.264 + AAC clip as long as the speech."""
     from avatarbot.media.audio import load_audio
     from avatarbot.settings import Settings
     from avatarbot.tts import speak
