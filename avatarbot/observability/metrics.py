@@ -42,7 +42,7 @@ OUT_OF_MEMORY_RETRIES = Counter(
 )
 DIFFUSION_STEP_SECONDS = Histogram(
     "avatarbot_diffusion_step_seconds",
-    "Seconds per denoising step of HunyuanVideo-Avatar (both guidance passes), by quality.",
+    "Seconds per denoising step of HunyuanVideo-Avatar (every window, both guidance passes), by quality.",
     ["quality"],
     buckets=(0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300),
 )

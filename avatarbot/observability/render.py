@@ -15,7 +15,7 @@ import time
 
 from avatarbot.observability import metrics
 
-# Engines whose "rendering" progress counts denoising steps (lite's counts frames).
+# Engines that denoise on the GPU: their "rendering" progress counts steps (lite's counts frames).
 DIFFUSION_ENGINES = frozenset({"hunyuan"})
 # How a render attempt can end, besides with "failed:<code>"; other outcomes rendered nothing.
 RENDER_OUTCOMES = frozenset({"done", "failed", "cancelled", "lost"})
@@ -47,15 +47,15 @@ class RenderWatch:
     """One render attempt: times the diffusion steps from the engine's progress reports, and
     reads the peak GPU memory when it ends.
 
-    A step's time is the gap between two "rendering" reports divided by the steps between them.
-    The gap before the first report also holds the text, image and audio encoding, and a report
-    whose step goes back starts a new sliding window: neither is counted as a step."""
+    A step's time is the gap between two "rendering" reports divided by the steps between them
+    (the pipeline reports after each step, over all its sliding windows). The gap before the
+    first report also holds the text, image and audio encoding, so it is not counted."""
 
     def __init__(self, engine: str, quality: str):
         self.engine = engine
         self.quality = quality
         self._last: tuple[int, float] | None = None  # (step, when) of the last rendering report
-        self._torch = _torch_with_cuda()
+        self._torch = _torch_with_cuda() if engine in DIFFUSION_ENGINES else None
         if self._torch is not None:
             self._torch.cuda.reset_peak_memory_stats()
 
@@ -64,10 +64,10 @@ class RenderWatch:
             return
         now = time.monotonic()
         last = self._last
-        if last is not None and progress.step == last[0]:
-            return
-        if last is not None and progress.step > last[0]:
+        if last is not None:
             steps = progress.step - last[0]
+            if steps <= 0:
+                return
             histogram = metrics.DIFFUSION_STEP_SECONDS.labels(self.quality)
             for _ in range(steps):
                 histogram.observe((now - last[1]) / steps)

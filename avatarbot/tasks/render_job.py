@@ -31,7 +31,7 @@ import redis
 from avatarbot import messages
 from avatarbot.errors import AvatarbotError, RenderCancelled, RenderTimeoutError
 from avatarbot.media.images import load_photo
-from avatarbot.observability import render as observe
+from avatarbot.observability import render as render_metrics
 from avatarbot.tasks.app import RENDER_TASK
 from avatarbot.tasks.blobs import BlobMissingError, BlobStore, blob_store_from_settings
 from avatarbot.tasks.inputs import read_photo, read_wav
@@ -115,13 +115,13 @@ def run_render_job(job_id: str, ctx: WorkerContext) -> str:
         log.error("job %s: its render died %d times; giving up", job_id, job.attempts - 1)
         ctx.store.fail(job_id, token, code="render_failed", user_message=messages.RENDER_FAILED)
         return "failed:too_many_attempts"
-    observe.observe_queue_wait(job)
+    render_metrics.observe_queue_wait(job)
     run = _Run(ctx, job, token)
     heartbeat = threading.Thread(target=run.keep_lease, name=f"lease-{job_id}", daemon=True)
     heartbeat.start()
     try:
         outcome = run.execute()
-        observe.observe_outcome(run.engine_name, outcome)
+        render_metrics.observe_outcome(run.engine_name, outcome)
         return outcome
     finally:
         run.finished.set()
@@ -275,7 +275,7 @@ class _Run:
                     raise
                 quality = LOWER_QUALITY[quality]
                 log.warning("job %s: out of memory; retrying at %s", job.id, quality)
-                observe.observe_out_of_memory_retry(self.engine_name, job.options.quality)
+                render_metrics.observe_out_of_memory_retry(self.engine_name, job.options.quality)
                 notes.append(messages.LOWER_QUALITY_NOTE)
                 _free_gpu_memory()
                 clip = self._render(photo, audio, quality, out)
@@ -291,7 +291,7 @@ class _Run:
         if not done:
             log.info("job %s ended elsewhere while encoding (%s)", job.id, self.store.state(job.id))
             return "cancelled" if not self.lease_lost.is_set() else "lost"
-        observe.observe_render(self.engine_name, quality, work_s)
+        render_metrics.observe_render(self.engine_name, quality, work_s)
         log.info("job %s done: %dx%d in %.1f s", job.id, clip.width, clip.height, work_s)
         return "done"
 
@@ -301,7 +301,7 @@ class _Run:
 
         options = RenderOptions(quality=quality, motion=self.job.options.motion, seed=self.job.options.seed)
         engine = engine_for(self.engine_name, self.settings)
-        watch = observe.RenderWatch(self.engine_name, quality)
+        watch = render_metrics.RenderWatch(self.engine_name, quality)
 
         def on_progress(progress) -> None:
             watch.on_progress(progress)
