@@ -72,6 +72,12 @@ def _build_parser() -> argparse.ArgumentParser:
     convert.add_argument("src", type=Path, help="the official ckpts/ directory")
     convert.add_argument("dst", type=Path, help="output directory for the converted weights")
     convert.add_argument("--fp8", action="store_true", help="convert the fp8 checkpoint (with its scale map)")
+    convert.add_argument(
+        "--transformer-config",
+        type=Path,
+        help="JSON of transformer config fields that differ from the released 13B model (e.g. a reduced-depth "
+        "checkpoint's num_layers); the release itself needs none",
+    )
     return parser
 
 
@@ -110,7 +116,7 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
     if args.command == "convert-hunyuan":
         from avatarbot.avatar.hunyuan.convert import run_convert
 
-        return run_convert(args.src, args.dst, fp8=args.fp8)
+        return run_convert(args.src, args.dst, fp8=args.fp8, transformer_config=args.transformer_config)
     raise AssertionError(args.command)
 
 

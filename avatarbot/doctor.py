@@ -122,7 +122,14 @@ def check_weights(settings: Settings) -> Check:
         return Check(
             "HunyuanVideo-Avatar weights", False, "; ".join(problems), fix, required=settings.render.engine == "hunyuan"
         )
-    return Check("HunyuanVideo-Avatar weights", True, str(weights_dir), required=False)
+    from avatarbot.avatar.hunyuan.weights import has_upstream_face_detector
+
+    faces = (
+        "face masks from upstream's detector"
+        if has_upstream_face_detector(weights_dir)
+        else "face masks from avatarbot's detector (upstream's det_align/detface.pt was not converted)"
+    )
+    return Check("HunyuanVideo-Avatar weights", True, f"{weights_dir} ({faces})", required=False)
 
 
 CHECKS: list[Callable[[Settings], Check]] = [

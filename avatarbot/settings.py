@@ -142,6 +142,11 @@ class HunyuanSettings(_Section):
     guidance_scale: float = Field(7.5, ge=1.0)
     # Reuse cached transformer features on 20 of 50 steps (upstream's "deepcache"): ~40 % fewer FLOPs.
     step_cache: bool = True
+    # Which LLaVA rows condition the transformer. "upstream": exactly what the model was trained
+    # with (right-padded prompt, upstream's misaligned text mask, refiner masked row by row, the
+    # first mask.sum() rows joined with the video). "all": the prompt and all 576 photo features,
+    # no pad rows, no mask (our earlier choice), kept to compare the two on real weights.
+    text_tokens: Literal["upstream", "all"] = "upstream"
 
 
 class MetricsSettings(_Section):

@@ -33,7 +33,7 @@ WORDS = [
 TINY_SIZES = {"fast": 64, "standard": 64, "high": 128}
 
 
-def tiny_prompt_encoder():
+def tiny_prompt_encoder(text_tokens="upstream"):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (
         CLIPTextConfig,
@@ -70,12 +70,13 @@ def tiny_prompt_encoder():
                 vocab_size=len(WORDS),
                 hidden_size=16,
                 intermediate_size=32,
-                num_hidden_layers=3,
+                num_hidden_layers=4,  # hidden_states[-3] is then a layer that saw position ids
                 num_attention_heads=2,
                 num_key_value_heads=2,
                 pad_token_id=1,
             ),
             image_token_id=2,
+            pad_token_id=1,
             vision_feature_layer=-2,
             vision_feature_select_strategy="default",
         )
@@ -87,7 +88,9 @@ def tiny_prompt_encoder():
         )
     ).eval()  # fmt: skip
     template_tokens = len(tokenizer(PROMPT_TEMPLATE.split("{}")[0])["input_ids"])
-    return LlavaPromptEncoder(tokenizer, llava, tokenizer, clip, template_tokens=template_tokens)
+    return LlavaPromptEncoder(
+        tokenizer, llava, tokenizer, clip, template_tokens=template_tokens, text_tokens=text_tokens
+    )
 
 
 def tiny_audio_encoder():
@@ -184,8 +187,9 @@ def test_same_seed_same_frames_other_seed_differs(pipeline):
 
 
 def test_sliding_windows_and_step_cache_run_past_one_window():
-    """A small window (5 latent frames = 17 video frames) makes a 2 s clip (50 frames, 13 latent
-    frames) span 3 windows per step; with 10 steps the cache schedule runs 6 steps in full."""
+    """A small window (5 latent frames = 17 video frames) makes a 2 s clip (50 frames) loop over
+    upstream's (55 // 16 + 1) * 4 + 1 = 17 latent frames, 4 windows per step; with 10 steps the
+    cache schedule runs 6 steps in full."""
     from avatarbot.avatar.hunyuan import schedule
 
     small = tiny_pipeline(latent_window=5)
@@ -198,9 +202,10 @@ def test_sliding_windows_and_step_cache_run_past_one_window():
     )
     cached = small(image=_photo().rgb, audio=audio, num_inference_steps=10, quality=64, step_cache=True)
     assert cached.shape == (50, 64, 64, 3)
-    assert calls == {"all": 10 * 3 * 2, "first_block": 6 * 3 * 2}  # steps x windows x guidance branches
+    assert schedule.denoise_length(50, window=5) == 17
+    assert calls == {"all": 10 * 4 * 2, "first_block": 6 * 4 * 2}  # steps x windows x guidance branches
     uncached = small(image=_photo().rgb, audio=audio, num_inference_steps=10, quality=64, step_cache=False)
-    assert calls["first_block"] == 36 + 60
+    assert calls["first_block"] == 48 + 80
     assert not np.array_equal(cached, uncached)
 
 
@@ -333,3 +338,154 @@ def test_engine_refuses_an_incomplete_weights_directory(tmp_path):
         HunyuanEngine.from_settings(HunyuanSettings(weights_dir=tmp_path))
     assert caught.value.user_message == messages.RENDER_FAILED
     assert "transformer" in caught.value.detail
+
+
+# --- the VAE as upstream runs it -------------------------------------------------------------------
+def _tiny_vae(seed=0):
+    from diffusers import AutoencoderKLHunyuanVideo
+
+    torch.manual_seed(seed)
+    return AutoencoderKLHunyuanVideo(
+        latent_channels=4, block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4
+    ).eval()  # fmt: skip
+
+
+def _blend(previous, tile, extent, dim):
+    """Upstream's blend_v / blend_h / blend_t: the first `extent` slices of `tile` fade in from the
+    last `extent` of `previous` with weights k / extent, in place."""
+    extent = min(previous.shape[dim], tile.shape[dim], extent)
+    shape = [1] * tile.ndim
+    shape[dim] = extent
+    weight = (torch.arange(extent, dtype=tile.dtype) / extent).view(shape)
+    head = tile.narrow(dim, 0, extent)
+    head.copy_(previous.narrow(dim, previous.shape[dim] - extent, extent) * (1 - weight) + head * weight)
+    return tile
+
+
+def upstream_temporal_tiled_decode(vae, z):
+    """Upstream's temporal tiling at decode, restated from hymm_sp/vae/autoencoder_kl_causal_3d.py
+    with its sizes (sample_tsize 64, overlap 1/4): tiles of 16 + 1 latent frames every 12; each tile
+    after the first drops its first frame; its first 64 / 4 = 16 frames blend linearly (weights
+    k / 16) into the previous tile's last 16, in place; the first tile keeps 49 frames, the others 48."""
+    tiles = []
+    for start in range(0, z.shape[2], 12):
+        decoded = vae.decoder(vae.post_quant_conv(z[:, :, start : start + 17]))
+        tiles.append(decoded if start == 0 else decoded[:, :, 1:])
+    kept = [tiles[0][:, :, :49]] + [_blend(tiles[i - 1], tiles[i], 16, 2)[:, :, :48] for i in range(1, len(tiles))]
+    return torch.cat(kept, dim=2)
+
+
+def test_pipeline_vae_uses_upstreams_tiles(pipeline):
+    vae = pipeline.vae
+    assert vae.use_tiling and vae.use_framewise_decoding and vae.use_framewise_encoding
+    assert (vae.tile_sample_min_num_frames, vae.tile_sample_stride_num_frames) == (64, 48)
+    assert (vae.tile_sample_min_height, vae.tile_sample_min_width) == (256, 256)
+    assert (vae.tile_sample_stride_height, vae.tile_sample_stride_width) == (192, 192)
+
+
+def test_vae_decodes_33_latent_frames_in_upstreams_temporal_tiles():
+    """diffusers' defaults (16 + 1 frames, stride 12) would give a different video; with upstream's
+    64 / 48 the decode equals upstream's rule written out above."""
+    from avatarbot.avatar.hunyuan.vae import configure_vae
+
+    vae = configure_vae(_tiny_vae())
+    z = torch.randn(1, 4, 33, 4, 4, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ours = vae.decode(z).sample
+        expected = upstream_temporal_tiled_decode(vae, z)
+        vae.enable_tiling(tile_sample_min_num_frames=16, tile_sample_stride_num_frames=12)
+        diffusers_default = vae.decode(z).sample
+    assert ours.shape == expected.shape == (1, 3, 129, 32, 32)
+    torch.testing.assert_close(ours, expected)
+    assert (diffusers_default - expected).abs().max() > 1e-3
+
+
+def test_vae_encodes_129_frames_in_upstreams_temporal_tiles():
+    """Encode: 64 + 1 frame tiles every 48 frames, each after the first drops its first latent
+    frame and blends int(16 * 1/4) = 4 latent frames; the first keeps 13 latent frames, the others 12."""
+    from avatarbot.avatar.hunyuan.vae import configure_vae
+
+    vae = configure_vae(_tiny_vae())
+    x = torch.rand(1, 3, 129, 32, 32, generator=torch.Generator().manual_seed(6)) * 2 - 1
+    with torch.no_grad():
+        tiles = []
+        for start in range(0, 129, 48):
+            moments = vae.quant_conv(vae.encoder(x[:, :, start : start + 65]))
+            tiles.append(moments if start == 0 else moments[:, :, 1:])
+        kept = [tiles[0][:, :, :13]] + [_blend(tiles[i - 1], tiles[i], 4, 2)[:, :, :12] for i in range(1, len(tiles))]
+        expected = torch.cat(kept, dim=2)
+        ours = vae.encode(x).latent_dist
+    torch.testing.assert_close(torch.cat([ours.mean, ours.logvar], dim=1), expected)
+
+
+def test_vae_decodes_a_large_frame_in_upstreams_spatial_tiles():
+    """Decode past 256 px: 32-latent tiles every 24, blended over 64 px, each kept to 192 px."""
+    from avatarbot.avatar.hunyuan.vae import configure_vae
+
+    vae = configure_vae(_tiny_vae())
+    z = torch.randn(1, 4, 1, 36, 40, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        rows = [
+            [vae.decoder(vae.post_quant_conv(z[:, :, :, i : i + 32, j : j + 32])) for j in range(0, 40, 24)]
+            for i in range(0, 36, 24)
+        ]
+        result_rows = []
+        for i, row in enumerate(rows):
+            kept = []
+            for j, tile in enumerate(row):
+                if i > 0:
+                    tile = _blend(rows[i - 1][j], tile, 64, 3)
+                if j > 0:
+                    tile = _blend(row[j - 1], tile, 64, 4)
+                kept.append(tile[:, :, :, :192, :192])
+            result_rows.append(torch.cat(kept, dim=-1))
+        expected = torch.cat(result_rows, dim=-2)
+        ours = vae.decode(z).sample
+    assert ours.shape == expected.shape == (1, 3, 1, 288, 320)
+    torch.testing.assert_close(ours, expected)
+
+
+def test_vae_mid_block_attention_is_causal_only_when_the_config_says_so():
+    """Upstream's default (mid_block_causal_attn off): the mid-block attention lets every latent
+    frame see every other, i.e. it ignores the causal mask diffusers' mid-block passes. With the
+    setting on, diffusers' own masked attention runs. Both mid-blocks (encoder and decoder)."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+    from diffusers.models.autoencoders.autoencoder_kl_hunyuan_video import prepare_causal_attention_mask
+
+    from avatarbot.avatar.hunyuan.vae import VaeRuntime, configure_vae
+
+    frames, pixels = 3, 16
+    x = torch.randn(1, frames * pixels, 8, generator=torch.Generator().manual_seed(4))
+    causal_mask = prepare_causal_attention_mask(frames, pixels, x.dtype, x.device, batch_size=1)
+    full, causal = (configure_vae(_tiny_vae(), VaeRuntime(mid_block_causal_attn=c)) for c in (False, True))
+    with torch.no_grad():
+        for coder in ("encoder", "decoder"):
+            attention = getattr(full, coder).mid_block.attentions[0]
+            unmasked = AttnProcessor2_0()(attention, x, attention_mask=None)
+            masked = AttnProcessor2_0()(attention, x, attention_mask=causal_mask)
+            torch.testing.assert_close(attention(x, attention_mask=causal_mask), unmasked)
+            torch.testing.assert_close(
+                getattr(causal, coder).mid_block.attentions[0](x, attention_mask=causal_mask), masked
+            )
+            assert (unmasked - masked).abs().max() > 1e-4
+        z = torch.randn(1, 4, frames, 4, 4, generator=torch.Generator().manual_seed(5))
+        assert (full.decode(z).sample - causal.decode(z).sample).abs().max() > 1e-4
+
+
+def test_reference_latents_are_a_posterior_sample_drawn_from_the_jobs_generator(pipeline):
+    """Upstream samples the posterior (not its mode); a seeded generator makes it reproducible."""
+    pixels = _photo(64, 64).rgb
+    a = pipeline._reference_latents(pixels, torch.Generator().manual_seed(5))
+    b = pipeline._reference_latents(pixels, torch.Generator().manual_seed(5))
+    c = pipeline._reference_latents(pixels, torch.Generator().manual_seed(6))
+    video = (
+        torch.from_numpy(pixels).float().div(127.5).sub(1).permute(2, 0, 1)[None, :, None].expand(-1, -1, 129, -1, -1)
+    )
+    with torch.no_grad():
+        posterior = pipeline.vae.encode(video).latent_dist
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)
+    scale = pipeline.vae.config.scaling_factor
+    noise = (a / scale - posterior.mean) / posterior.std
+    assert not torch.allclose(a, posterior.mode() * scale)
+    torch.testing.assert_close(noise, torch.randn(noise.shape, generator=torch.Generator().manual_seed(5)))

@@ -23,7 +23,53 @@ def test_latent_and_video_frame_counts():
     assert schedule.latent_frames_for(130) == 34
     assert schedule.video_frames_for(33) == 129
     assert schedule.denoise_length(25) == 33  # short clips still denoise one full window
-    assert schedule.denoise_length(1500) == 376  # 60 s
+    assert schedule.denoise_length(1500) == 385  # 60 s: upstream's loop, (1505 // 128 + 1) * 32 + 1
+
+
+def upstream_loop(num_frames: int, steps: int = 50) -> tuple[list, int]:
+    """Upstream's window loop, index arithmetic only, restated by hand from
+    hymm_sp/sample_inference_audio.py (audio padded to 129 frames, or 5 silent frames added past
+    129) and the denoising loop of hymm_sp/diffusion/pipelines/pipeline_hunyuan_video_audio.py.
+    Returns, per step, the (latent indices, audio indices) of each window, and the length of the
+    padded audio the windows index."""
+    audio = 129 if num_frames <= 129 else num_frames + 5
+    video_latents = (audio // 4 * 4 + 1 - 1) // 4 + 1
+    loop = (audio // 128 + 1) * 32 + 1
+    pad = (audio // 128 + 1) * 128 + 4 - audio
+    audio_all = audio + min(pad, audio)  # zeros_like(audio[:, :pad]) is at most `audio` long
+    latents_all, shift, shift_offset = loop, 0, 10
+    if video_latents == 33 or loop == 33:
+        loop, shift_offset, latents_all, audio_all = 33, 0, 33, min(audio_all, 132)
+    steps_out = []
+    for _ in range(steps):
+        windows = []
+        for index_start in range(0, loop, 33):
+            start = index_start - shift
+            latents = [i % latents_all for i in range(start, start + 33)]
+            heard = [i % audio_all for i in range(start * 4, (start + 33) * 4 - 3)]
+            windows.append((latents, heard))
+        steps_out.append(windows)
+        shift = (shift + shift_offset) % 33
+    return steps_out, audio_all
+
+
+@pytest.mark.parametrize(
+    ("frames", "loop", "decoded"),
+    [(100, 33, 33), (130, 65, 34), (200, 65, 52), (300, 97, 77), (400, 129, 102), (1500, 385, 377)],
+)
+def test_window_sets_and_audio_indices_equal_upstreams_loop(frames, loop, decoded):
+    """Hand-computed loop lengths (200 frames: 65 latents, not the clip's own 51), then every
+    window and its audio frames at each of 50 steps equal upstream's loop."""
+    assert schedule.denoise_length(frames) == loop
+    assert schedule.decoded_latents(frames) == decoded
+    assert schedule.video_frames_for(decoded) >= frames
+    upstream, audio_all = upstream_loop(frames)
+    assert audio_all == schedule.VAE_TIME_STRIDE * loop  # the audio buffer our pipeline builds
+    ours = [
+        [(w, schedule.audio_frames_for_window(w[0], loop)) for w in schedule.windows_for_step(step, loop)]
+        for step in range(50)
+    ]
+    assert ours == upstream
 
 
 @pytest.mark.parametrize("seconds", [1, 2, 5, 5.16, 5.2, 10, 16, 17, 29.9, 30, 31, 45, 59.97, 60])

@@ -42,10 +42,16 @@ def full_prompt(scene: str) -> str:
     return PROMPT_PREFIX + (scene.strip() or DEFAULT_SCENE)
 
 
+TEXT_TOKENS = ("upstream", "all")  # the `hunyuan.text_tokens` setting
+
+
 @dataclass
 class PromptEmbeddings:
-    states: torch.Tensor  # (1, tokens, text_embed_dim), padding already removed
+    states: torch.Tensor  # (1, rows, text_embed_dim)
     pooled: torch.Tensor  # (1, pooled_projection_dim)
+    # (1, rows) upstream's text mask, which the transformer uses as upstream does (see the model);
+    # None when every row is meant to be seen (text_tokens = "all").
+    mask: torch.Tensor | None = None
 
 
 def llava_pixels(image: np.ndarray) -> torch.Tensor:
@@ -56,51 +62,116 @@ def llava_pixels(image: np.ndarray) -> torch.Tensor:
 
 
 class LlavaPromptEncoder:
-    """LLaVA-Llama-3 reads the templated prompt with the photo; CLIP-L gives the pooled vector."""
+    """LLaVA-Llama-3 reads the templated prompt with the photo; CLIP-L gives the pooled vector.
 
-    def __init__(self, tokenizer, llava, clip_tokenizer, clip, template_tokens: int = TEMPLATE_TOKENS):
+    What the DiT was trained with is what upstream's text encoder produced under the transformers
+    4.45.1 it pins (hymm_sp/text_encoder/__init__.py `text2tokens` / `encode`, the mask extension
+    in hymm_sp/diffusion/pipelines/pipeline_hunyuan_video_audio.py, the lengths in
+    hymm_sp/inference.py, and 4.45.1's `LlavaForConditionalGeneration._merge_input_ids_with_image_features`).
+    Newer transformers no longer have that merge, so these rules are restated here and LLaVA's
+    language model is called directly:
+
+    1. The templated text plus "\nThe person looks like<image>" is tokenized with truncation at
+       template + 256 tokens and right-padded to that length (351 for LLaMA-3's tokenizer).
+    2. The merge writes [text before <image>][the 576 image features][the pad positions], with the
+       pads' embeddings zeroed (where the id equals LLaVA's config `pad_token_id`), attention off
+       at the pads, and position ids counting the attended tokens (pads get position 1).
+    3. The third-last hidden state is taken and both it and the mask upstream passed in (the
+       tokenizer's mask followed by 575 ones, which no longer lines up with the merged rows) are
+       cropped at the template length (95).
+
+    So with n text rows before the photo, the mask marks as valid those n rows, image feature 0,
+    image features 256 - n .. 575 and the 255 - n pad rows; mask.sum() = n + 576.
+
+    `text_tokens="all"` keeps instead the n + 576 text and image rows with no mask (our earlier
+    choice: every image feature, no pad rows), so the two can be compared on real weights.
+
+    Beyond upstream: a prompt so long that truncation cuts "<image>" makes 4.45.1 fail; we end
+    the truncated text on <image> instead (n = 255, the longest upstream accepts).
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        llava,
+        clip_tokenizer,
+        clip,
+        template_tokens: int = TEMPLATE_TOKENS,
+        text_tokens: str = "upstream",
+    ):
+        if text_tokens not in TEXT_TOKENS:
+            raise ValueError(f"text_tokens must be one of {TEXT_TOKENS}, not {text_tokens!r}")
+        if tokenizer.pad_token_id is None:
+            raise ValueError("the LLaVA tokenizer has no pad token; upstream pads the prompt with it")
         self.tokenizer, self.llava = tokenizer, llava
         self.clip_tokenizer, self.clip = clip_tokenizer, clip
         self.template_tokens = template_tokens  # 95 for LLaMA-3's tokenizer; tiny test tokenizers differ
+        self.text_tokens = text_tokens
 
     @property
     def modules(self) -> list[torch.nn.Module]:
         return [self.llava, self.clip]
 
-    def _image_token_count(self) -> int:
-        vision = self.llava.config.vision_config
-        count = (vision.image_size // vision.patch_size) ** 2
-        if getattr(self.llava.config, "vision_feature_select_strategy", "default") == "full":
-            count += 1
-        return count
+    @property
+    def max_tokens(self) -> int:
+        return self.template_tokens + TEXT_MAX_TOKENS
+
+    def _image_token(self) -> int:
+        config = self.llava.config
+        token = getattr(config, "image_token_id", None)
+        return config.image_token_index if token is None else token
+
+    def token_ids(self, prompt: str) -> tuple[list[int], int]:
+        """Rule 1: (`max_tokens` ids, how many are real), ending on <image> before the pads."""
+        text = PROMPT_TEMPLATE.format(prompt) + IMAGE_SUFFIX
+        ids = self.tokenizer(text, add_special_tokens=True, truncation=True, max_length=self.max_tokens)["input_ids"]
+        image = self._image_token()
+        if image not in ids:  # cut by truncation: upstream would fail here
+            ids = ids[:-1] + [image]
+        real = len(ids)
+        return ids + [self.tokenizer.pad_token_id] * (self.max_tokens - real), real
+
+    def _image_features(self, image: np.ndarray) -> torch.Tensor:
+        config = self.llava.config
+        pixels = llava_pixels(image).to(self.llava.device, self.llava.dtype)
+        features = self.llava.model.get_image_features(
+            pixel_values=pixels,
+            vision_feature_layer=config.vision_feature_layer,
+            vision_feature_select_strategy=config.vision_feature_select_strategy,
+        ).pooler_output
+        return features[0]  # (576, hidden)
 
     @torch.no_grad()
     def encode(self, prompt: str, image: np.ndarray) -> PromptEmbeddings:
         device = self.llava.device
-        text = PROMPT_TEMPLATE.format(prompt) + IMAGE_SUFFIX
-        ids = self.tokenizer(
-            text, add_special_tokens=True, truncation=True, max_length=self.template_tokens + TEXT_MAX_TOKENS
-        )["input_ids"]
-        image_token = getattr(self.llava.config, "image_token_id", None)
-        if image_token is None:
-            image_token = self.llava.config.image_token_index
-        if image_token not in ids:  # truncation ate the image placeholder: put it back at the end
-            ids = ids[:-1] + [image_token]
-        at = ids.index(image_token)
-        ids = ids[:at] + [image_token] * self._image_token_count() + ids[at + 1 :]
-        input_ids = torch.tensor([ids], device=device)
-        out = self.llava(
-            input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            pixel_values=llava_pixels(image).to(device, self.llava.dtype),
+        ids, real = self.token_ids(prompt)
+        at = ids.index(self._image_token())
+        input_ids = torch.tensor(ids, device=device)
+        embeds = self.llava.get_input_embeddings()(input_ids)
+        pad_id = getattr(self.llava.config, "pad_token_id", None)
+        if pad_id is not None:
+            embeds = embeds.masked_fill((input_ids == pad_id)[:, None], 0.0)  # rule 2: pads zeroed
+        features = self._image_features(image).to(embeds.dtype)
+        merged = torch.cat([embeds[:at], features, embeds[at + 1 :]])
+        token_mask = torch.zeros(len(ids), dtype=torch.long, device=device)
+        token_mask[:real] = 1
+        attended = torch.cat([token_mask[:at], token_mask.new_ones(len(features)), token_mask[at + 1 :]])
+        positions = (attended.cumsum(0) - 1).masked_fill(attended == 0, 1)
+        out = self.llava.model.language_model(
+            inputs_embeds=merged[None],
+            attention_mask=attended[None],
+            position_ids=positions[None],
             output_hidden_states=True,
         )
-        states = out.hidden_states[-HIDDEN_STATE_FROM_END][:, self.template_tokens :]
+        states = out.hidden_states[-HIDDEN_STATE_FROM_END][:, self.template_tokens :]  # rule 3
+        mask = torch.cat([token_mask, token_mask.new_ones(len(features) - 1)])[None, self.template_tokens :]
+        if self.text_tokens == "all":
+            states, mask = states[:, : at - self.template_tokens + len(features)], None
         clip_ids = self.clip_tokenizer(
             prompt, padding="max_length", max_length=CLIP_MAX_TOKENS, truncation=True, return_tensors="pt"
         )["input_ids"].to(self.clip.device)
         pooled = self.clip(input_ids=clip_ids).pooler_output
-        return PromptEmbeddings(states=states, pooled=pooled)
+        return PromptEmbeddings(states=states, pooled=pooled, mask=mask)
 
 
 class WhisperAudioEncoder:

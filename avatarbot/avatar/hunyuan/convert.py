@@ -13,8 +13,8 @@ Official layout (the `ckpts/` directory of the release):
     llava_llama_image/  text_encoder_2/  whisper-tiny/  det_align/detface.pt
 
 Ours (what `weights.load_components` reads) is described in the `weights` module docstring. The
-VAE keeps diffusers' default AutoencoderKLHunyuanVideo config (the official VAE has that shape);
-the strict key/shape check is what would catch a difference.
+VAE's diffusers config and its runtime settings (tiles, mid-block attention) are built from the
+official vae/config.json; a field we cannot honour exactly stops the conversion.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from avatarbot.avatar.hunyuan import weights as layout
+from avatarbot.avatar.hunyuan.model import adapter_layers
 
 log = logging.getLogger(__name__)
 
@@ -215,19 +216,55 @@ def _limited(kind: str, items: list[str]) -> list[str]:
     return lines
 
 
+# Upstream always builds one audio adapter per entry of this list, whatever the depth
+# (hymm_sp/modules/models_audio.py `double_stream_list`); adapter j follows double block [j].
+UPSTREAM_ADAPTER_LAYERS = tuple(range(1, 20, 2))
+_ADAPTER_KEY = re.compile(r"audio_adapter_blocks\.(?P<j>\d+)\.(?P<rest>.+)")
+
+
+def select_adapters(official: dict, layers: tuple[int, ...]) -> dict:
+    """The official state dict with its audio adapters renumbered for a model whose adapters follow
+    double blocks `layers`; adapters after blocks the model lacks (a reduced-depth checkpoint:
+    upstream builds all ten, a 2-block model calls one) are dropped with a log line. Adapters
+    beyond upstream's list are left for the strict check to report."""
+    ours = {layer: index for index, layer in enumerate(layers)}
+    kept, dropped = {}, set()
+    for key, tensor in official.items():
+        match = _ADAPTER_KEY.fullmatch(key)
+        if match is None or int(match["j"]) >= len(UPSTREAM_ADAPTER_LAYERS):
+            kept[key] = tensor
+            continue
+        layer = UPSTREAM_ADAPTER_LAYERS[int(match["j"])]
+        if layer in ours:
+            kept[f"audio_adapter_blocks.{ours[layer]}.{match['rest']}"] = tensor
+        else:
+            dropped.add(layer)
+    if dropped:
+        log.info(
+            "dropping the official audio adapters after double blocks %s: this model's forward never calls them",
+            ", ".join(map(str, sorted(dropped))),
+        )
+    return kept
+
+
 def convert_transformer_state_dict(
     official: dict[str, torch.Tensor],
     expected_shapes: dict[str, tuple[int, ...]],
     hidden_size: int,
     fp8_scales: dict[str, torch.Tensor] | None = None,
+    adapter_layers: tuple[int, ...] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Map an official transformer state dict onto our names.
 
     `expected_shapes` is our model's state dict shapes (from `model_shapes`). With `fp8_scales`
     (the official map: layer name -> scale), fp8 weights keep their dtype and gain a
     `<layer>.weight_scale` entry (shared by the pieces of a fused q/k/v); every fp8 weight needs a
-    scale and every scale a weight. Raises ConversionError listing every problem.
+    scale and every scale a weight. `adapter_layers`: the double blocks our model's audio adapters
+    follow (see `select_adapters`); None takes the official adapters as they are numbered.
+    Raises ConversionError listing every problem.
     """
+    if adapter_layers is not None:
+        official = select_adapters(official, adapter_layers)
     unmapped, duplicated, bad_split = [], [], []
     converted: dict[str, torch.Tensor] = {}
     used_scales: set[str] = set()
@@ -299,12 +336,136 @@ def model_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def vae_shapes(config: dict | None = None) -> dict[str, tuple[int, ...]]:
+def vae_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     from diffusers import AutoencoderKLHunyuanVideo
 
     with torch.device("meta"):
-        vae = AutoencoderKLHunyuanVideo.from_config(config) if config else AutoencoderKLHunyuanVideo()
+        vae = AutoencoderKLHunyuanVideo.from_config(config)
     return {k: tuple(v.shape) for k, v in vae.state_dict().items()}
+
+
+# --- the VAE's config ----------------------------------------------------------------------------
+# Upstream builds AutoencoderKLCausal3D with `from_config(vae/config.json)`, so a field the file
+# lacks takes the class default (hymm_sp/vae/autoencoder_kl_causal_3d.py). These are those defaults.
+UPSTREAM_VAE_DEFAULTS = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ["DownEncoderBlockCausal3D"],
+    "up_block_types": ["UpDecoderBlockCausal3D"],
+    "block_out_channels": [64],
+    "layers_per_block": 1,
+    "act_fn": "silu",
+    "latent_channels": 4,
+    "norm_num_groups": 32,
+    "sample_size": 32,
+    "sample_tsize": 64,
+    "scaling_factor": 0.18215,
+    "spatial_compression_ratio": 8,
+    "time_compression_ratio": 4,
+    "disable_causal_conv": False,
+    "mid_block_add_attention": True,
+    "mid_block_causal_attn": False,
+}
+UPSTREAM_VAE_CLASS = "AutoencoderKLCausal3D"
+# Fields that never change what upstream computes: file metadata, `force_upcast` (upstream runs the
+# VAE at --vae-precision and never reads it) and the TensorRT / multi-GPU decoding switches
+# (`use_trt_engine` is forced off in the constructor).
+VAE_FIELDS_WITHOUT_EFFECT = {
+    "_class_name",
+    "_diffusers_version",
+    "_name_or_path",
+    "force_upcast",
+    "use_trt_engine",
+    "nccl_gather",
+    "engine_path",
+}
+# Same fields, same meaning, same name in diffusers' AutoencoderKLHunyuanVideo.
+VAE_FIELDS_AS_THEY_ARE = (
+    "in_channels",
+    "out_channels",
+    "latent_channels",
+    "block_out_channels",
+    "layers_per_block",
+    "act_fn",
+    "norm_num_groups",
+    "scaling_factor",
+    "spatial_compression_ratio",
+    "mid_block_add_attention",
+)
+VAE_BLOCK_TYPES = {
+    "DownEncoderBlockCausal3D": "HunyuanVideoDownBlock3D",
+    "UpDecoderBlockCausal3D": "HunyuanVideoUpBlock3D",
+}
+
+
+def _tile_rules_agree(official: dict) -> list[str]:
+    """Upstream sizes its tiles from `sample_size` / `sample_tsize` with 1/4 overlap; diffusers from
+    a tile size and a stride. The two agree when these integer roundings do (they do for 256/64)."""
+    size, frames = official["sample_size"], official["sample_tsize"]
+    space, time = official["spatial_compression_ratio"], official["time_compression_ratio"]
+    if not isinstance(size, int) or not isinstance(frames, int) or size <= 0 or frames <= 0:
+        return [f"sample_size {size!r} / sample_tsize {frames!r}: need positive integers"]
+    from avatarbot.avatar.hunyuan.vae import TILE_OVERLAP
+
+    keep = 1 - TILE_OVERLAP
+    latent = int(size / 2 ** (len(official["block_out_channels"]) - 1))
+    latent_t = frames // time
+    stride, stride_t = int(size * keep), int(frames * keep)
+    pairs = {
+        "spatial latent tile": (latent, size // space),
+        "spatial latent stride": (int(latent * keep), stride // space),
+        "spatial encode blend": (int(latent * TILE_OVERLAP), size // space - stride // space),
+        "spatial decode blend": (int(size * TILE_OVERLAP), size - stride),
+        "temporal latent stride": (int(latent_t * keep), stride_t // time),
+        "temporal encode blend": (int(latent_t * TILE_OVERLAP), latent_t - stride_t // time),
+        "temporal decode blend": (int(frames * TILE_OVERLAP), frames - stride_t),
+    }
+    return [
+        f"tiles of sample_size {size} / sample_tsize {frames}: upstream's {what} is {a}, diffusers' would be {b}"
+        for what, (a, b) in pairs.items()
+        if a != b
+    ]
+
+
+def vae_config_from_official(official: dict):
+    """(diffusers config, VaeRuntime) for an official `vae/config.json`. Raises ConversionError
+    listing every field we cannot honour exactly, so a VAE never runs with settings other than
+    upstream's."""
+    from avatarbot.avatar.hunyuan.vae import VaeRuntime
+
+    problems = []
+    if official.get("_class_name", UPSTREAM_VAE_CLASS) != UPSTREAM_VAE_CLASS:
+        problems.append(f"_class_name {official['_class_name']!r}: expected {UPSTREAM_VAE_CLASS}")
+    unknown = sorted(set(official) - set(UPSTREAM_VAE_DEFAULTS) - VAE_FIELDS_WITHOUT_EFFECT)
+    problems += [f"{name}: not a field of upstream's {UPSTREAM_VAE_CLASS}; refusing to guess" for name in unknown]
+    defaulted = sorted(set(UPSTREAM_VAE_DEFAULTS) - set(official))
+    if defaulted:
+        log.info("official VAE config lacks %s: upstream's class defaults apply", ", ".join(defaulted))
+    merged = {**UPSTREAM_VAE_DEFAULTS, **official}
+    if merged["disable_causal_conv"]:
+        problems.append("disable_causal_conv true: diffusers' VAE has causal convolutions only")
+    if merged["time_compression_ratio"] != 4:
+        problems.append(f"time_compression_ratio {merged['time_compression_ratio']}: diffusers' decoder takes 4 only")
+    blocks = len(merged["block_out_channels"])
+    for field in ("down_block_types", "up_block_types"):
+        types = list(merged[field])
+        if len(types) != blocks or any(t not in VAE_BLOCK_TYPES for t in types):
+            problems.append(f"{field} {types}: expected {blocks} of {'/'.join(VAE_BLOCK_TYPES)}")
+    if not problems:
+        problems += _tile_rules_agree(merged)
+    if problems:
+        raise ConversionError("official VAE config cannot be honoured", problems)
+    config = {name: merged[name] for name in VAE_FIELDS_AS_THEY_ARE}
+    config["block_out_channels"] = list(config["block_out_channels"])
+    config["temporal_compression_ratio"] = merged["time_compression_ratio"]
+    config["down_block_types"] = [VAE_BLOCK_TYPES[t] for t in merged["down_block_types"]]
+    config["up_block_types"] = [VAE_BLOCK_TYPES[t] for t in merged["up_block_types"]]
+    runtime = VaeRuntime(
+        mid_block_causal_attn=bool(merged["mid_block_causal_attn"]),
+        tile_sample_size=merged["sample_size"],
+        tile_sample_frames=merged["sample_tsize"],
+    )
+    return config, runtime
 
 
 def convert_vae_state_dict(official: dict[str, torch.Tensor], expected_shapes: dict[str, tuple[int, ...]]):
@@ -409,16 +570,16 @@ def full_size_config() -> dict:
         return dict(HunyuanAvatarTransformer3DModel().config)
 
 
-def convert_checkpoint_dir(
-    src: Path, dst: Path, fp8: bool, config: dict | None = None, vae_config: dict | None = None
-) -> None:
+def convert_checkpoint_dir(src: Path, dst: Path, fp8: bool, config: dict | None = None) -> None:
     """The whole conversion; raises ConversionError / FileNotFoundError with what is wrong.
-    `config` / `vae_config` default to the full-size models (tests pass tiny ones)."""
+    `config` defaults to the full-size transformer (tests pass a tiny one); the VAE's comes from
+    the official vae/config.json."""
     config = dict(config or full_size_config())
     config = {k: v for k, v in config.items() if not k.startswith("_")}
     transformer_dir = src / OFFICIAL_TRANSFORMER_DIR
     weights_file = transformer_dir / (OFFICIAL_FP8_FILE if fp8 else OFFICIAL_BF16_FILE)
-    needed = [weights_file, src / OFFICIAL_VAE_DIR / "pytorch_model.pt"]
+    vae_config_file = src / OFFICIAL_VAE_DIR / "config.json"
+    needed = [weights_file, src / OFFICIAL_VAE_DIR / "pytorch_model.pt", vae_config_file]
     if fp8:
         needed.append(transformer_dir / OFFICIAL_FP8_MAP_FILE)
     needed += [src / name for name in OFFICIAL_COPIED_DIRS if name not in OPTIONAL_DIRS]
@@ -432,21 +593,20 @@ def convert_checkpoint_dir(
     if fp8:
         map_file = transformer_dir / OFFICIAL_FP8_MAP_FILE
         scales = unwrap_module(load_official(map_file), map_file)
-    converted = convert_transformer_state_dict(official, model_shapes(config), hidden, scales)
+    layers = adapter_layers(config["num_layers"], config.get("audio_adapter_layers"))
+    converted = convert_transformer_state_dict(official, model_shapes(config), hidden, scales, layers)
     save_sharded(cast_for_storage(converted), dst / layout.TRANSFORMER_DIR, layout.WEIGHTS_STEM, config)
     del official, converted
 
-    vae_config_file = src / OFFICIAL_VAE_DIR / "config.json"
+    try:
+        official_vae_config = json.loads(vae_config_file.read_text())
+    except ValueError as exc:
+        raise ConversionError(str(vae_config_file), [f"not valid JSON: {exc}"]) from exc
+    vae_config, vae_runtime = vae_config_from_official(official_vae_config)
     vae_official = load_official(src / OFFICIAL_VAE_DIR / "pytorch_model.pt")
     vae_state = convert_vae_state_dict(vae_official, vae_shapes(vae_config))
-    from diffusers import AutoencoderKLHunyuanVideo
-
-    with torch.device("meta"):
-        vae = AutoencoderKLHunyuanVideo.from_config(vae_config) if vae_config else AutoencoderKLHunyuanVideo()
-    vae_config = {k: v for k, v in vae.config.items() if not k.startswith("_")}
-    if vae_config_file.exists():
-        log.info("official VAE config %s read for reference; diffusers' default config is used", vae_config_file)
     save_sharded(cast_for_storage(vae_state, torch.float16), dst / layout.VAE_DIR, layout.WEIGHTS_STEM, vae_config)
+    vae_runtime.save(dst / layout.VAE_DIR)
 
     for official_name, ours in OFFICIAL_COPIED_DIRS.items():
         if (src / official_name).is_dir():
@@ -454,14 +614,28 @@ def convert_checkpoint_dir(
     (dst / layout.MARKER_FILE).write_text(json.dumps({"fp8": fp8, "source": str(src)}, indent=2))
 
 
-def run_convert(src: Path, dst: Path, fp8: bool) -> int:
-    """`avatarbot convert-hunyuan SRC DST [--fp8]`: 0 when done, 2 with a report when not."""
+def run_convert(src: Path, dst: Path, fp8: bool, transformer_config: Path | None = None) -> int:
+    """`avatarbot convert-hunyuan SRC DST [--fp8] [--transformer-config JSON]`: 0 when done, 2
+    with a report when not. The official release fixes the transformer's config in code
+    (hymm_sp/config.py, HYVideo-T/2), so there is no file to read; `transformer_config` overrides
+    fields of our full-size config for checkpoints of other shapes (never guessed from the
+    checkpoint: a truncated file must fail, not shrink the model)."""
     src, dst = Path(src), Path(dst)
     if (src / "ckpts").is_dir() and not (src / OFFICIAL_TRANSFORMER_DIR).exists():
         src = src / "ckpts"  # accept the repository's weights/ folder too
     try:
-        convert_checkpoint_dir(src, dst, fp8)
-    except (ConversionError, FileNotFoundError) as exc:
+        config = None
+        if transformer_config is not None:
+            overrides = json.loads(Path(transformer_config).read_text())
+            unknown = sorted(set(overrides) - set(full_size_config()))
+            if unknown:
+                raise ConversionError(
+                    str(transformer_config), [f"{k}: not a transformer config field" for k in unknown]
+                )
+            config = {**full_size_config(), **overrides}
+            log.info("transformer config: released model with %s from %s", overrides, transformer_config)
+        convert_checkpoint_dir(src, dst, fp8, config=config)
+    except (ConversionError, FileNotFoundError, ValueError) as exc:
         print(f"conversion failed: {exc}", file=sys.stderr)
         return 2
     problems = layout.check_weights(dst)

@@ -45,9 +45,10 @@ class HunyuanEngine:
         self.quality_short_side = quality_short_side or QUALITY_SHORT_SIDE
 
     @classmethod
-    def from_settings(cls, settings) -> HunyuanEngine:
+    def from_settings(cls, settings, device: str = "cuda") -> HunyuanEngine:
         """From the whole Settings (or a HunyuanSettings). Refuses early, with the list of what is
-        missing, when the weights directory is incomplete."""
+        missing, when the weights directory is incomplete. `device="cpu"` is for tests on tiny
+        converted weights; a real model needs the GPU."""
         from avatarbot.avatar.hunyuan.pipeline import HunyuanVideoAvatarPipeline
         from avatarbot.avatar.hunyuan.weights import check_weights
 
@@ -55,10 +56,15 @@ class HunyuanEngine:
         problems = check_weights(hunyuan.weights_dir)
         if problems:
             raise errors.RenderError(messages.RENDER_FAILED, detail="; ".join(problems))
-        if not torch.cuda.is_available():
+        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
             raise errors.RenderError(messages.RENDER_FAILED, detail="engine hunyuan needs a CUDA GPU; none is visible")
         pipeline = HunyuanVideoAvatarPipeline.from_pretrained(
-            hunyuan.weights_dir, dtype=hunyuan.dtype, offload=hunyuan.offload, compile=hunyuan.compile
+            hunyuan.weights_dir,
+            dtype=hunyuan.dtype,
+            offload=hunyuan.offload,
+            compile=hunyuan.compile,
+            text_tokens=hunyuan.text_tokens,
+            device=device,
         )
         return cls(
             pipeline,
@@ -85,7 +91,13 @@ class HunyuanEngine:
         samples = resample_to_16k(audio.samples, audio.sample_rate)
         frame_count = frame_count_for(audio.duration)
         face = photo.main_face or (photo.faces[0] if photo.faces else None)
-        notes = [] if face is not None else [messages.NO_FACE_NOTE]
+        quality = self.quality_short_side[options.quality]
+        if self.pipeline.face_detector is not None:  # the detector the pipeline will use for the mask
+            pixels = self.pipeline.render_pixels(photo.rgb, quality)
+            face_found = self.pipeline.face_box(photo.rgb, pixels) is not None
+        else:
+            face_found = face is not None
+        notes = [] if face_found else [messages.NO_FACE_NOTE]
 
         def on_step(done: int, total: int) -> None:
             if progress is not None:
@@ -102,7 +114,7 @@ class HunyuanEngine:
                 guidance=self.guidance_scale,
                 step_cache=self.step_cache,
                 motion=options.motion,
-                quality=self.quality_short_side[options.quality],
+                quality=quality,
                 seed=options.seed,
                 callback=on_step,
                 face_box=face.box if face is not None else None,

@@ -89,6 +89,12 @@ class AudioAdapter(nn.Module):
         return self.to_out(F.scaled_dot_product_attention(query, key, value))
 
 
+def adapter_layers(num_layers: int, configured: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """The double blocks followed by an audio adapter: `configured`, else every odd one
+    (1, 3, ..., 19 in the 20-block model, as upstream's hymm_sp/modules/models_audio.py)."""
+    return tuple(range(1, num_layers, 2)) if configured is None else tuple(configured)
+
+
 @dataclass
 class BlockCache:
     """The input of the last single-stream block at a full step, split so the pipeline can file
@@ -173,8 +179,7 @@ class HunyuanAvatarTransformer3DModel(ModelMixin, ConfigMixin):
             raise ValueError(f"rope_axes_dim {rope_axes_dim} must sum to attention_head_dim {attention_head_dim}")
         if inner_dim % motion_buckets:
             raise ValueError(f"hidden size {inner_dim} must divide into {motion_buckets} motion buckets")
-        if audio_adapter_layers is None:  # after every odd double block: 1, 3, ..., 19 upstream
-            audio_adapter_layers = tuple(range(1, num_layers, 2))
+        audio_adapter_layers = adapter_layers(num_layers, audio_adapter_layers)
         if any(not 0 <= i < num_layers for i in audio_adapter_layers):
             raise ValueError(f"audio_adapter_layers {audio_adapter_layers} must lie in 0..{num_layers - 1}")
         patch = (patch_size_t, patch_size, patch_size)
@@ -240,13 +245,18 @@ class HunyuanAvatarTransformer3DModel(ModelMixin, ConfigMixin):
         return tokens.reshape(batch, frames, AUDIO_FRAMES_PER_LATENT * per_frame, dim)
 
     @staticmethod
-    def _text_attention_mask(video_len: int, text_mask: torch.Tensor | None) -> torch.Tensor | None:
-        """None when every text token is real (lets SDPA pick its fastest kernel)."""
-        if text_mask is None or bool(text_mask.all()):
-            return None
-        batch = text_mask.shape[0]
-        keep = torch.cat([torch.ones(batch, video_len, dtype=torch.bool, device=text_mask.device), text_mask.bool()], 1)
-        return keep[:, None, None, :]
+    def _joined_text(text: torch.Tensor, text_mask: torch.Tensor | None) -> torch.Tensor:
+        """The text rows the double and single blocks join with the video: the first mask.sum()
+        rows, whatever the mask's pattern. Upstream (hymm_sp/modules/models_audio.py with
+        parallel_states.get_cu_seqlens) packs video + the first mask.sum() text rows as one
+        attention sequence and the remaining rows as another that never reaches the video;
+        dropping those rows gives the video the same result, with no mask in the attention."""
+        if text_mask is None:
+            return text
+        lengths = text_mask.sum(dim=1)
+        if bool((lengths != lengths[0]).any()):
+            raise ValueError(f"text masks in one batch must count the same rows, got {lengths.tolist()}")
+        return text[:, : int(lengths[0])]
 
     # --- forward -------------------------------------------------------------------------------
     def forward(
@@ -268,6 +278,7 @@ class HunyuanAvatarTransformer3DModel(ModelMixin, ConfigMixin):
         """
         hidden_states, ref_latents: (b, c, t, h, w) latents; the reference has the same shape.
         encoder_hidden_states: (b, l, text_embed_dim); pooled_projections: (b, pooled_dim).
+        encoder_attention_mask: (b, l) upstream's text mask (see `_joined_text`), or None.
         audio_embeds: (b, 4t-3, window, states, channels) whisper windows, one per video frame.
         face_mask: (b, 1, 1 or t, h', w'), 1 where audio may move the picture (any size; resized).
         motion_exp, motion_pose: (b, motion_buckets); fps: (b,).
@@ -288,15 +299,17 @@ class HunyuanAvatarTransformer3DModel(ModelMixin, ConfigMixin):
             reference = self.x_embedder(ref_latents[:, :, :1])
             ref_len = reference.shape[1]
             tokens = torch.cat([reference, video], dim=1)
+            # The token refiner applies the mask row by row, as upstream's does
+            # (hymm_sp/modules/token_refiner.py; diffusers' HunyuanVideoTokenRefiner follows it).
             text = self.context_embedder(encoder_hidden_states, timestep, encoder_attention_mask)
-            attention_mask = self._text_attention_mask(tokens.shape[1], encoder_attention_mask)
+            text = self._joined_text(text, encoder_attention_mask)
 
             audio = self._audio_tokens(audio_embeds.to(tokens.dtype), grid_t)
             mask = F.interpolate(face_mask.to(tokens.dtype), size=(grid_t, grid_h, grid_w), mode="nearest")
             mask = mask.reshape(batch, grid_t * tokens_per_frame, 1)
 
             for layer, block in enumerate(self.transformer_blocks):
-                tokens, text = block(tokens, text, temb, attention_mask, rope)
+                tokens, text = block(tokens, text, temb, None, rope)
                 adapter_index = self._adapter_after.get(layer)
                 if adapter_index is not None:
                     frames_view = tokens[:, ref_len:].reshape(batch, grid_t, tokens_per_frame, -1)
@@ -305,12 +318,11 @@ class HunyuanAvatarTransformer3DModel(ModelMixin, ConfigMixin):
                     tokens = torch.cat([tokens[:, :ref_len], tokens[:, ref_len:] + heard], dim=1)
 
             for block in self.single_transformer_blocks[:-1]:
-                tokens, text = block(tokens, text, temb, attention_mask, rope)
+                tokens, text = block(tokens, text, temb, None, rope)
         else:
             ref_len = block_cache.reference.shape[1]
             tokens = torch.cat([block_cache.reference, block_cache.video.flatten(1, 2)], dim=1)
-            text = block_cache.text
-            attention_mask = self._text_attention_mask(tokens.shape[1], encoder_attention_mask)
+            text = block_cache.text  # already the joined rows
 
         cache = None
         if return_block_cache:
@@ -319,7 +331,7 @@ class HunyuanAvatarTransformer3DModel(ModelMixin, ConfigMixin):
                 video=tokens[:, ref_len:].reshape(batch, grid_t, tokens_per_frame, -1),
                 text=text,
             )
-        tokens, text = self.single_transformer_blocks[-1](tokens, text, temb, attention_mask, rope)
+        tokens, text = self.single_transformer_blocks[-1](tokens, text, temb, None, rope)
 
         video = self.norm_out(tokens[:, ref_len:], temb)
         video = self.proj_out(video)

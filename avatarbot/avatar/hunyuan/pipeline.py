@@ -7,8 +7,9 @@ may be as long as the audio; optionally the step cache (20 of 50 steps run only 
 
 Memory: components not in use can live on the CPU (`offload="model"`), and the transformer's
 blocks can be streamed to the GPU one at a time (`offload="block"`, diffusers group offloading).
-Each guidance branch runs as its own batch of one, so text lengths never need padding and SDPA
-keeps its fast kernels.
+Each guidance branch runs as its own batch of one with its own prompt and text mask (the positive
+and the negative prompt count different rows); the joint attention needs no mask, so SDPA keeps its
+fast kernels.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from avatarbot.avatar.hunyuan.conditioning import (
     full_prompt,
 )
 from avatarbot.avatar.hunyuan.model import BlockCache
+from avatarbot.avatar.hunyuan.vae import VaeRuntime, configure_vae
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +62,17 @@ class HunyuanVideoAvatarPipeline:
         audio_encoder,
         device: str | torch.device = "cpu",
         offload: str = "none",
-        vae_tiling: bool = True,
         latent_window: int = schedule.LATENT_WINDOW,
+        vae_runtime: VaeRuntime | None = None,
+        face_detector=None,
     ):
         self.transformer, self.vae = transformer, vae
+        self.face_detector = face_detector  # upstream's (face_detector.UpstreamFaceDetector) or None
         self.prompt_encoder, self.audio_encoder = prompt_encoder, audio_encoder
         self.device = torch.device(device)
         self.offload = offload
         self.latent_window = latent_window
-        if vae_tiling and hasattr(vae, "enable_tiling"):
-            vae.enable_tiling()
+        configure_vae(vae, vae_runtime)  # upstream's tiles and mid-block attention
         if offload == "block":
             # No CUDA-stream prefetching: it assumes every forward runs the same blocks in the same
             # order, and cached steps run only the last one.
@@ -78,21 +81,38 @@ class HunyuanVideoAvatarPipeline:
             )
         else:
             transformer.to(self.device)
+        if face_detector is not None:
+            face_detector.to(self.device)  # a few MB; it runs once per job
         for module in self._helper_modules():
             module.to(self.device if offload == "none" else "cpu")
 
     @classmethod
     def from_pretrained(
-        cls, directory, dtype: str = "bf16", offload: str = "none", compile: bool = False, device="cuda"
+        cls,
+        directory,
+        dtype: str = "bf16",
+        offload: str = "none",
+        compile: bool = False,
+        device="cuda",
+        text_tokens: str = "upstream",
     ):
         from avatarbot.avatar.hunyuan.weights import load_components
 
         helper_dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
-        parts = load_components(directory, dtype=dtype, device="cpu", helper_dtype=helper_dtype)
+        parts = load_components(
+            directory, dtype=dtype, device="cpu", helper_dtype=helper_dtype, text_tokens=text_tokens
+        )
         if compile:
             parts.transformer.compile_repeated_blocks(fullgraph=False)
         return cls(
-            parts.transformer, parts.vae, parts.prompt_encoder, parts.audio_encoder, device=device, offload=offload
+            parts.transformer,
+            parts.vae,
+            parts.prompt_encoder,
+            parts.audio_encoder,
+            device=device,
+            offload=offload,
+            vae_runtime=parts.vae_runtime,
+            face_detector=parts.face_detector,
         )
 
     # --- device juggling -----------------------------------------------------------------------
@@ -120,13 +140,34 @@ class HunyuanVideoAvatarPipeline:
         return self.transformer.x_embedder.proj.weight.dtype  # never fp8 (only block linears are)
 
     # --- conditioning --------------------------------------------------------------------------
-    def _reference_latents(self, pixels: np.ndarray) -> torch.Tensor:
-        """The photo repeated over one window of video frames, through the VAE (as upstream)."""
+    @staticmethod
+    def render_pixels(image: np.ndarray, quality: str | int) -> np.ndarray:
+        """The photo at its render size (a preset name or a short side in pixels)."""
+        short_side = QUALITY_SHORT_SIDE[quality] if isinstance(quality, str) else int(quality)
+        width, height = schedule.render_size(image.shape[1], image.shape[0], short_side)
+        return np.array(Image.fromarray(image).resize((width, height), Image.LANCZOS))
+
+    def face_box(self, image: np.ndarray, pixels: np.ndarray, given=None):
+        """The face box in render pixels that the face mask grows from, or None for none.
+        Upstream's detector, when loaded, looks at the render-size photo as upstream's does;
+        otherwise the box the caller found in `image` (our own detector) is scaled over."""
+        if self.face_detector is not None:
+            return self.face_detector.main_box(pixels)
+        if given is None:
+            return None
+        sx, sy = pixels.shape[1] / image.shape[1], pixels.shape[0] / image.shape[0]
+        return (given[0] * sx, given[1] * sy, given[2] * sx, given[3] * sy)
+
+    def _reference_latents(self, pixels: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+        """The photo repeated over one window of video frames, through the VAE, a sample of the
+        posterior (hymm_sp/sample_inference_audio.py: `latent_dist.sample()`). Upstream draws it
+        from the unseeded global RNG; we draw it from the job's generator, so a seed still
+        reproduces a clip."""
         frames = schedule.video_frames_for(self.latent_window)
         video = torch.from_numpy(np.array(pixels)).float().div(127.5).sub(1.0).permute(2, 0, 1)
         video = video[None, :, None].expand(-1, -1, frames, -1, -1)
         with self._on_device(self.vae):
-            latents = self.vae.encode(video.to(self.device, self.vae.dtype)).latent_dist.mode()
+            latents = self.vae.encode(video.to(self.device, self.vae.dtype)).latent_dist.sample(generator)
         return latents.float() * self.vae.config.scaling_factor
 
     def _face_mask(self, box, width: int, height: int, latent_h: int, latent_w: int) -> torch.Tensor:
@@ -142,6 +183,7 @@ class HunyuanVideoAvatarPipeline:
             timestep=torch.full((1,), t, device=self.device),
             ref_latents=ref.to(dtype),
             encoder_hidden_states=prompt.states.to(self.device, dtype),
+            encoder_attention_mask=None if prompt.mask is None else prompt.mask.to(self.device),
             pooled_projections=prompt.pooled.to(self.device, dtype),
             audio_embeds=audio.to(self.device, dtype),
             face_mask=mask.to(dtype),
@@ -191,19 +233,17 @@ class HunyuanVideoAvatarPipeline:
 
         image: (H, W, 3) uint8 RGB. audio: 16 kHz mono float32. quality: a preset name or a short
         side in pixels. face_box: (x0, y0, x1, y1) in `image` pixels, None for no face (then the
-        whole frame may move). num_frames: defaults to the audio's length at 25 fps.
+        whole frame may move); ignored when upstream's face detector is loaded (see `face_box`).
+        num_frames: defaults to the audio's length at 25 fps.
         callback(done, total) runs after every step; raise from it to cancel.
         """
-        short_side = QUALITY_SHORT_SIDE[quality] if isinstance(quality, str) else int(quality)
-        width, height = schedule.render_size(image.shape[1], image.shape[0], short_side)
-        pixels = np.array(Image.fromarray(image).resize((width, height), Image.LANCZOS))
-        if face_box is not None:
-            sx, sy = width / image.shape[1], height / image.shape[0]
-            face_box = (face_box[0] * sx, face_box[1] * sy, face_box[2] * sx, face_box[3] * sy)
+        pixels = self.render_pixels(image, quality)
+        height, width = pixels.shape[:2]
+        face_box = self.face_box(image, pixels, face_box)
         if num_frames is None:
             num_frames = max(1, int(np.ceil(len(audio) / schedule.WHISPER_SAMPLE_RATE * DEFAULT_FPS - 1e-6)))
         window = self.latent_window
-        out_latents = schedule.latent_frames_for(num_frames)
+        out_latents = schedule.decoded_latents(num_frames, window)
         total = schedule.denoise_length(num_frames, window)
 
         # Conditioning, each encoder on the GPU only while it works.
@@ -215,7 +255,8 @@ class HunyuanVideoAvatarPipeline:
         audio_all = features.new_zeros((schedule.VAE_TIME_STRIDE * total, *features.shape[1:]))
         audio_all[:num_frames] = features
         silent = audio_all.new_zeros((schedule.video_frames_for(window), *features.shape[1:]))[None]
-        ref = self._reference_latents(pixels).to(self.device)
+        generator = torch.Generator("cpu").manual_seed(seed)
+        ref = self._reference_latents(pixels, generator).to(self.device)
         latent_h, latent_w = ref.shape[-2:]
         mask = self._face_mask(face_box, width, height, latent_h, latent_w)
         exp_bucket, pose_bucket = schedule.motion_buckets(motion)
@@ -226,7 +267,6 @@ class HunyuanVideoAvatarPipeline:
         )
         fps = torch.full((1,), DEFAULT_FPS, device=self.device)
 
-        generator = torch.Generator("cpu").manual_seed(seed)
         channels = self.transformer.config.in_channels
         latents = torch.randn((1, channels, total, latent_h, latent_w), generator=generator).to(self.device)
         sigmas = schedule.flow_sigmas(num_inference_steps)

@@ -25,6 +25,7 @@ PATCH_SIZE = 2
 # trained on); each step the windows move by 10 frames so no seam stays in one place.
 LATENT_WINDOW = 33
 WINDOW_SHIFT = 10
+LONG_CLIP_PAD_FRAMES = 5  # silent audio frames upstream appends to a clip longer than one window
 
 # Whisper gives 50 tokens per second, 2 per video frame at 25 fps. Frame f sees a 10-token window
 # that starts 4 tokens before it (the token stream is padded with 4 zero tokens in front).
@@ -63,10 +64,34 @@ def video_frames_for(latent_frames: int) -> int:
     return VAE_TIME_STRIDE * (latent_frames - 1) + 1
 
 
+def padded_audio_frames(video_frames: int, window: int = LATENT_WINDOW) -> int:
+    """How many audio frames upstream's sampler treats the clip as having (A below): a clip that
+    fits one window is padded to the window (129 frames), a longer one gets 5 silent frames more.
+    Upstream: hymm_sp/sample_inference_audio.py, where `audio_prompts` is padded before the
+    pipeline call."""
+    one_window = video_frames_for(window)
+    return one_window if video_frames <= one_window else video_frames + LONG_CLIP_PAD_FRAMES
+
+
 def denoise_length(video_frames: int, window: int = LATENT_WINDOW) -> int:
-    """Latent frames we denoise for a clip: at least one full window, so short clips are rendered
-    the way the model was trained (129 frames) and cut afterwards."""
-    return max(window, latent_frames_for(video_frames))
+    """Latent frames of the loop the windows run over, exactly as upstream
+    (hymm_sp/diffusion/pipelines/pipeline_hunyuan_video_audio.py, `infer_length`):
+    one window for a clip of at most 129 frames, else (A // 128 + 1) * 32 + 1 with A the padded
+    audio length. The loop is longer than the clip: a window that wraps past the clip's end sees
+    silent-audio latents before it reaches the start again. For windows other than 33 (tests),
+    128 and 32 are 4 * (window - 1) and window - 1."""
+    if video_frames <= video_frames_for(window):
+        return window
+    audio = padded_audio_frames(video_frames, window)
+    step = window - 1
+    return (audio // (VAE_TIME_STRIDE * step) + 1) * step + 1
+
+
+def decoded_latents(video_frames: int, window: int = LATENT_WINDOW) -> int:
+    """Latent frames upstream decodes (its `video_length`): A // 4 + 1, 33 for a short clip. The
+    VAE's mid-block attention sees every decoded frame, so decoding fewer would change the
+    frames we keep; the video is cut to the clip's length after decoding."""
+    return padded_audio_frames(video_frames, window) // VAE_TIME_STRIDE + 1
 
 
 # --- sliding windows ---------------------------------------------------------------------------
@@ -84,8 +109,8 @@ def windows_for_step(
     """The latent frame indices of each window denoised at `step`.
 
     Windows of `window` frames start every `window` frames, all moved back by `window_offset`, and
-    wrap around the end of the clip (the clip is treated as a loop, as upstream does): together
-    they cover every frame at every step; frames covered twice are averaged.
+    wrap around the end of the loop (`denoise_length` frames, as upstream): together they cover
+    every frame at every step; frames covered twice are averaged.
     """
     if total_latents < window:
         raise ValueError(f"a clip needs at least {window} latent frames, got {total_latents}")
@@ -218,17 +243,19 @@ def face_mask_box(
     box: tuple[float, float, float, float] | None, width: int, height: int, area: float = FACE_MASK_AREA
 ) -> tuple[int, int, int, int]:
     """The region (x0, y0, x1, y1) where audio may move the picture: the face box grown `area`
-    times around its centre, clipped to the frame; the whole frame when no face was found."""
+    times around its centre, clipped to the frame; the whole frame when no face was found.
+    Upstream's arithmetic (hymm_sp/data_kits/audio_preprocessor.py `get_facemask`): the centre
+    and the half sizes are floor-divided, the bounds truncated to pixels."""
     if box is None:
         return 0, 0, width, height
     x0, y0, x1, y1 = box
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    half_w, half_h = (x1 - x0) * area / 2, (y1 - y0) * area / 2
+    grown_w, grown_h = (x1 - x0) * area, (y1 - y0) * area
+    cx, cy = (x1 + x0) // 2, (y1 + y0) // 2
     return (
-        int(max(cx - half_w, 0)),
-        int(max(cy - half_h, 0)),
-        int(min(cx + half_w, width)),
-        int(min(cy + half_h, height)),
+        int(max(cx - grown_w // 2, 0)),
+        int(max(cy - grown_h // 2, 0)),
+        int(min(cx + grown_w // 2, width)),
+        int(min(cy + grown_h // 2, height)),
     )
 
 

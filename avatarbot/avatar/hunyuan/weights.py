@@ -5,11 +5,12 @@
 
 Layout written by `avatarbot convert-hunyuan`:
     transformer/   config.json + diffusion_pytorch_model*.safetensors (fp8 files add *.weight_scale)
-    vae/           config.json + diffusion_pytorch_model*.safetensors
+    vae/           config.json + diffusion_pytorch_model*.safetensors + avatarbot-vae.json
     text_encoder/  LLaVA-Llama-3-8B (Hugging Face layout, copied from llava_llama_image/)
     text_encoder_2/ CLIP-L text model + tokenizer
     whisper/       whisper-tiny (model + preprocessor_config.json)
-    face_detector/ upstream's det_align (optional: we find faces with avatarbot.media)
+    face_detector/ upstream's det_align (optional: with detface.pt the face mask comes from it, as
+                   upstream; without, from avatarbot.media's detector)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ WHISPER_DIR = "whisper"
 FACE_DETECTOR_DIR = "face_detector"
 WEIGHTS_STEM = "diffusion_pytorch_model"
 MARKER_FILE = "avatarbot-hunyuan.json"
+VAE_RUNTIME_FILE = "avatarbot-vae.json"  # tiles and mid-block attention (vae.VaeRuntime)
 OFFICIAL_MARKERS = ("hunyuan-video-t2v-720p", "ckpts")
 
 # What each Hugging Face component folder needs: config + weights + its preprocessing files.
@@ -83,6 +85,11 @@ def check_weights(directory: Path | str | None) -> list[str]:
         ]
     problems = _check_safetensors_dir(root / TRANSFORMER_DIR, "transformer")
     problems += _check_safetensors_dir(root / VAE_DIR, "VAE")
+    if (root / VAE_DIR).is_dir() and not (root / VAE_DIR / VAE_RUNTIME_FILE).is_file():
+        problems.append(
+            f"VAE: {root / VAE_DIR / VAE_RUNTIME_FILE} is missing (written by convert-hunyuan from the official "
+            "vae/config.json; re-run the conversion)"
+        )
     for folder, (what, files, one_of) in _COMPONENT_FILES.items():
         path = root / folder
         if not path.is_dir():
@@ -97,6 +104,14 @@ def check_weights(directory: Path | str | None) -> list[str]:
     return problems
 
 
+UPSTREAM_FACE_DETECTOR_FILE = "detface.pt"  # in FACE_DETECTOR_DIR, copied from the official det_align/
+
+
+def has_upstream_face_detector(directory: Path | str) -> bool:
+    """Whether face masks will come from upstream's detector (else from avatarbot's own)."""
+    return (Path(directory) / FACE_DETECTOR_DIR / UPSTREAM_FACE_DETECTOR_FILE).is_file()
+
+
 # --- loading (torch from here on) ----------------------------------------------------------------
 @dataclass
 class Components:
@@ -104,6 +119,8 @@ class Components:
     vae: Any
     prompt_encoder: Any
     audio_encoder: Any
+    vae_runtime: Any
+    face_detector: Any = None  # upstream's, when the converted weights carry it
 
 
 def read_safetensors_dir(directory: Path) -> dict:
@@ -142,11 +159,13 @@ def load_transformer(directory: Path, dtype: str = "bf16", device: str = "cpu"):
     return model.to(device).eval()
 
 
-def load_components(directory: Path, dtype: str = "bf16", device: str = "cpu", helper_dtype=None) -> Components:
+def load_components(
+    directory: Path, dtype: str = "bf16", device: str = "cpu", helper_dtype=None, text_tokens: str = "upstream"
+) -> Components:
     """Everything the pipeline needs, on `device`. The text encoders and the VAE load in fp16
-    (as upstream runs them) unless `helper_dtype` says otherwise (fp32 for CPU runs)."""
+    (as upstream runs them) unless `helper_dtype` says otherwise (fp32 for CPU runs).
+    `text_tokens`: which LLaVA rows the transformer sees (conditioning.LlavaPromptEncoder)."""
     import torch
-    from diffusers import AutoencoderKLHunyuanVideo
     from transformers import (
         AutoTokenizer,
         CLIPTextModel,
@@ -159,6 +178,8 @@ def load_components(directory: Path, dtype: str = "bf16", device: str = "cpu", h
         LlavaPromptEncoder,
         WhisperAudioEncoder,
     )
+    from avatarbot.avatar.hunyuan.face_detector import UpstreamFaceDetector
+    from avatarbot.avatar.hunyuan.vae import load_vae
 
     root = Path(directory)
     problems = check_weights(root)
@@ -166,7 +187,7 @@ def load_components(directory: Path, dtype: str = "bf16", device: str = "cpu", h
         raise FileNotFoundError("HunyuanVideo-Avatar weights incomplete:\n" + "\n".join(problems))
     helper_dtype = helper_dtype or torch.float16
     transformer = load_transformer(root / TRANSFORMER_DIR, dtype=dtype, device=device)
-    vae = AutoencoderKLHunyuanVideo.from_pretrained(root / VAE_DIR, torch_dtype=helper_dtype).eval()
+    vae, vae_runtime = load_vae(root / VAE_DIR, helper_dtype)
     llava = LlavaForConditionalGeneration.from_pretrained(root / TEXT_ENCODER_DIR, dtype=helper_dtype).eval()
     clip = CLIPTextModel.from_pretrained(root / TEXT_ENCODER_2_DIR, dtype=helper_dtype).eval()
     prompt_encoder = LlavaPromptEncoder(
@@ -174,9 +195,16 @@ def load_components(directory: Path, dtype: str = "bf16", device: str = "cpu", h
         llava=llava,
         clip_tokenizer=AutoTokenizer.from_pretrained(root / TEXT_ENCODER_2_DIR),
         clip=clip,
+        text_tokens=text_tokens,
     )
     audio_encoder = WhisperAudioEncoder(
         WhisperFeatureExtractor.from_pretrained(root / WHISPER_DIR),
         WhisperModel.from_pretrained(root / WHISPER_DIR, dtype=torch.float32).encoder.eval(),
     )
-    return Components(transformer, vae, prompt_encoder, audio_encoder)
+    face_detector = None
+    if has_upstream_face_detector(root):
+        face_detector = UpstreamFaceDetector.load(root / FACE_DETECTOR_DIR)
+        log.info("face masks from upstream's detector (%s)", root / FACE_DETECTOR_DIR)
+    else:
+        log.info("no %s in the weights: face masks from avatarbot's own face detector", FACE_DETECTOR_DIR)
+    return Components(transformer, vae, prompt_encoder, audio_encoder, vae_runtime, face_detector)
