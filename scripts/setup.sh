@@ -35,7 +35,7 @@ if [ "$dev" = 1 ]; then
     programs+=(chromium:chromium chromedriver:chromium-driver systemd-analyze:systemd)
 fi
 missing=()
-command -v "$PYTHON" >/dev/null 2>&1 || missing+=(python3)
+command -v "$PYTHON" >/dev/null 2>&1 || missing+=(python3 python3-venv)
 for entry in "${programs[@]}"; do
     command -v "${entry%%:*}" >/dev/null 2>&1 || missing+=("${entry#*:}")
 done
