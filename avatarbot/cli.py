@@ -62,6 +62,11 @@ def _build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run a render worker (one per GPU)")
     worker.add_argument("--concurrency", type=int, default=1, help="render processes (default 1: one per GPU)")
     worker.add_argument("--queues", default="gpu", help="Celery queues to consume (default: gpu)")
+    worker.add_argument(
+        "--gpus",
+        help="GPUs that render each clip together, e.g. 0,1,2,3 (engine hunyuan, context parallelism as "
+        "hunyuan.context_parallel says); default: one GPU per worker, pinned with CUDA_VISIBLE_DEVICES",
+    )
 
     commands.add_parser("telegram", help="run the Telegram bot")
     commands.add_parser("discord", help="run the Discord bot")
@@ -104,7 +109,7 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
     if args.command == "worker":
         from avatarbot.tasks.worker import run_worker
 
-        return run_worker(settings, concurrency=args.concurrency, queues=args.queues)
+        return run_worker(settings, concurrency=args.concurrency, queues=args.queues, gpus=args.gpus)
     if args.command == "telegram":
         from avatarbot.bots.telegram import run_telegram
 

@@ -147,6 +147,22 @@ class HunyuanSettings(_Section):
     # first mask.sum() rows joined with the video). "all": the prompt and all 576 photo features,
     # no pad rows, no mask (our earlier choice), kept to compare the two on real weights.
     text_tokens: Literal["upstream", "all"] = "upstream"
+    # Speed modes (README "Speed modes"; each computes what the default path does, within the
+    # stated numerics). Both guidance branches as one batch of two: the weights are read once per
+    # step (pays most with offload = "block"), the activations double.
+    cfg_batch: bool = False
+    # The joint attention's kernel: "sdpa" (torch picks), "flash" / "cudnn" / "efficient" (torch's
+    # own kernels), "flash-attn" / "sage" (those packages, when installed).
+    attention: Literal["sdpa", "flash", "cudnn", "efficient", "flash-attn", "sage"] = "sdpa"
+    # fp8 x fp8 matmuls in the blocks (torchao; Ada / Hopper or newer), on top of dtype bf16 or fp8.
+    fp8_compute: bool = False
+    # Where torch.compile keeps compiled kernels between worker restarts (default: torch's, in /tmp).
+    compile_cache_dir: Path | None = None
+    # One render across the GPUs of `avatarbot worker --gpus`: "ulysses" (all-to-all; heads must
+    # divide by the GPU count) or "ring" (needs attention = flash or cudnn).
+    context_parallel: Literal["ulysses", "ring"] = "ulysses"
+    # GPUs one render spans; `avatarbot worker --gpus 0,1,...` sets it to the number listed.
+    gpus_per_render: int = Field(1, ge=1)
 
 
 class MetricsSettings(_Section):

@@ -1,8 +1,9 @@
 """How fast is the lite engine? Real-time factors for rendering, encoding and both together.
 
-    python bench/lite.py [--seconds 10] [--quality standard] [--repeats 3]
+    python bench/lite.py [--seconds 10] [--quality standard] [--repeats 3] [--photo astronaut]
 
-Renders the astronaut (scikit-image, 512 px, face from our detector) talking a sentence of
+Renders the astronaut (scikit-image, 512 px, face from our detector; `--photo` picks another of
+bench/lite_quality.py's photos, e.g. the `open_mouth` close-up) talking a sentence of
 espeak-ng speech padded or cut to `--seconds`, and reports, as audio seconds per wall second
 (higher is better; 20x means a 10 s clip takes 0.5 s):
 
@@ -52,15 +53,16 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--quality", choices=sorted(QUALITY_SHORT_SIDE), default="standard")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--photo", default="astronaut", help="astronaut, open_mouth (a close-up), camera, hopper")
     parser.add_argument("--presets", nargs="*", default=["ultrafast"], help="extra x264 presets to time")
     args = parser.parse_args()
 
-    photo, detect_s = _astronaut(QUALITY_SHORT_SIDE[args.quality])
+    photo, detect_s = _photo(args.photo, QUALITY_SHORT_SIDE[args.quality])
     audio = _speech(args.seconds)
     options = RenderOptions(quality=args.quality, seed=1)
     frames_n = frame_count_for(audio.duration)
     print(
-        f"clip: {audio.duration:.1f} s audio, {frames_n} frames of {photo.width}x{photo.height}, quality {args.quality}"
+        f"clip: {audio.duration:.1f} s audio, {frames_n} frames of {photo.width}x{photo.height}, quality {args.quality}, photo {args.photo}"
     )
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, load average {_load()}, python {platform.python_version()}"
@@ -124,21 +126,18 @@ def _best(repeats: int, run):
     return min(results, key=lambda r: r[0])
 
 
-def _astronaut(short_side: int) -> tuple[Photo, float]:
-    from skimage import data
+def _photo(name: str, short_side: int) -> tuple[Photo, float]:
+    """The photo (see bench/lite_quality.py for the set) fitted to `short_side`, and how long
+    finding its face took with the models loaded."""
+    from bench.lite_quality import photo
 
-    from avatarbot.media.faces import detect_faces, pick_main_face
-    from avatarbot.media.images import fit_to_bucket
-
-    rgb = data.astronaut()
-    detect_faces(rgb)  # the first call loads dlib's models; a running bot has them loaded
+    photo(name, short_side)  # the first call loads the face models; a running bot has them loaded
     start = time.perf_counter()
-    faces = detect_faces(rgb)
+    fitted = photo(name, short_side)
     detect_s = time.perf_counter() - start
-    photo = Photo(rgb=rgb, faces=tuple(faces), main_face=pick_main_face(faces, rgb.shape[1], rgb.shape[0]))
-    if photo.main_face is None:
-        raise SystemExit("the face detector found no face in the astronaut; the benchmark needs one")
-    return fit_to_bucket(photo, short_side), detect_s
+    if fitted.main_face is None:
+        raise SystemExit(f"the face detector found no face in {name}; the benchmark needs one")
+    return fitted, detect_s
 
 
 def _speech(seconds: float) -> Audio:

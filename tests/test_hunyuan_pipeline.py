@@ -112,7 +112,7 @@ def tiny_whisper():
     return WhisperModel(config).eval()
 
 
-def tiny_pipeline(latent_window=33, offload="none"):
+def tiny_pipeline(latent_window=33, offload="none", **speed_modes):
     from diffusers import AutoencoderKLHunyuanVideo
 
     from avatarbot.avatar.hunyuan.model import (
@@ -136,6 +136,7 @@ def tiny_pipeline(latent_window=33, offload="none"):
         device="cpu",
         latent_window=latent_window,
         offload=offload,
+        **speed_modes,
     )
 
 

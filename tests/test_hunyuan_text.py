@@ -133,7 +133,9 @@ def test_encoder_yields_upstreams_rows_and_mask(encoder, image, rows):
     states, mask = upstream_encoding(encoder, prompt, image)
     ours = encoder.encode(prompt, image)
     assert ours.states.shape == states.shape == (1, TEXT_MAX_TOKENS + IMAGE_FEATURES - 1, 16)
-    torch.testing.assert_close(ours.states, states)
+    # same tolerance as the refiner checks below: the attention sharpened ×30 turns fp32 summation
+    # order (ours vs the step-by-step merge) into differences of a few 1e-5 (seen once at 3.8e-5)
+    torch.testing.assert_close(ours.states, states, rtol=1e-4, atol=1e-4)
     assert torch.equal(ours.mask, mask)
     # the misalignment, spelled out: prompt rows, image feature 0, image features 256 - n .. 575
     # and 255 - n pad rows are marked valid; image features 1 .. 255 - n are not

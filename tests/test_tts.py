@@ -349,3 +349,46 @@ def test_every_catalog_voice_exists_in_the_installed_espeak_ng():
         assert language in installed, voice
         if variant:
             assert f"!v/{variant}" in variants, voice
+
+
+# --- phoneme timings ----------------------------------------------------------------------------
+
+
+def test_espeak_reports_when_each_phoneme_is_heard():
+    """libespeak-ng's phoneme events, checked against the sound itself: the lips' phonemes come
+    in the text's order, the timings tile the audio, and the silence of the final "p" closure
+    sits where its timing says."""
+    import numpy as np
+
+    from avatarbot.tts.phonemes import speak_with_phonemes
+
+    audio = speak_with_phonemes("Bob made a map")
+    phonemes = audio.phonemes
+    assert [p.symbol for p in phonemes if p.symbol[0] in "pbm"] == ["b", "b", "m", "m", "p"]
+    starts = [p.start for p in phonemes]
+    assert starts == sorted(starts) and all(a.end == b.start for a, b in zip(phonemes, phonemes[1:], strict=False))
+    assert 0 <= phonemes[0].start < 0.1 and abs(phonemes[-1].end - audio.duration) < 0.05
+
+    def rms(start: float, end: float) -> float:
+        clip = audio.samples[int(start * audio.sample_rate) : int(end * audio.sample_rate)]
+        return float(np.sqrt(np.mean(clip**2)))
+
+    p = next(p for p in phonemes if p.symbol == "p")
+    vowel = phonemes[phonemes.index(p) - 1]
+    assert rms(p.start + 0.01, p.start + 0.04) < 0.3 * rms(vowel.start, vowel.end)
+
+
+def test_phoneme_timings_follow_the_speaking_rate():
+    from avatarbot.tts.phonemes import speak_with_phonemes
+
+    normal, fast = speak_with_phonemes("Bob made a map", rate=1.0), speak_with_phonemes("Bob made a map", rate=1.8)
+    assert fast.duration < 0.8 * normal.duration
+    assert [p.symbol for p in fast.phonemes] == [p.symbol for p in normal.phonemes]
+    assert fast.phonemes[-1].end < 0.8 * normal.phonemes[-1].end
+
+
+def test_unknown_espeak_voice_for_phonemes_is_refused():
+    from avatarbot.tts.phonemes import speak_with_phonemes
+
+    with pytest.raises(ValueError):
+        speak_with_phonemes("hello", voice="no-such-voice")

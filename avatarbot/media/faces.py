@@ -1,4 +1,9 @@
-"""Find faces in a photo and name the points an engine needs (eyes, nose, mouth, chin).
+"""Find faces in a photo and name the points an engine needs (eyes, nose, mouth, chin, and the
+lip, lid, brow and jaw contours when a face mesh is available).
+
+MediaPipe's BlazeFace detectors and face mesh (`face_mesh.py`) come first: they find turned and
+grayscale faces that dlib's frontal HOG detector misses, and give real contours. When MediaPipe
+finds no face, the detectors below still get a say, and the mesh is tried on what they find.
 
 dlib's HOG detector and its free 5-point shape predictor (from `face-recognition-models`) do
 the finding. We deliberately do not load dlib's 68-point model: its training data (iBUG 300-W)
@@ -23,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from avatarbot.media import face_mesh
 from avatarbot.media.types import LANDMARK_NAMES, Face
 
 log = logging.getLogger(__name__)
@@ -64,13 +70,17 @@ BOX_NOSE_DEPTH = 0.72
 
 
 def detect_faces(rgb: np.ndarray, *, backend: str = "auto") -> list[Face]:
-    """Every face found, best score first. `backend`: "auto" (dlib, else OpenCV), "dlib", "opencv"."""
+    """Every face found, best score first. `backend`: "auto" (MediaPipe, else dlib, else OpenCV,
+    with the mesh on whatever is found), "mediapipe", "dlib", "opencv" (the last two without mesh)."""
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB array, got shape {rgb.shape}")
-    if backend == "auto":
-        backend = "dlib" if _dlib_available() else "opencv"
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
     gray = _to_gray(rgb)
-    if backend == "dlib":
+    if backend == "auto":
+        faces = _detect_auto(rgb, gray)
+    elif backend == "mediapipe":
+        faces = _detect_mediapipe(rgb, gray)
+    elif backend == "dlib":
         faces = _detect_dlib(gray)
     elif backend == "opencv":
         faces = _detect_opencv(gray)
@@ -90,6 +100,68 @@ def pick_main_face(faces, width: int, height: int) -> Face | None:
         return face.width * face.height * (1.0 - 0.5 * min(off_centre, 1.0))
 
     return max(faces, key=importance)
+
+
+# --- MediaPipe (mesh) ----------------------------------------------------------------------------
+
+
+def _detect_auto(rgb: np.ndarray, gray: np.ndarray) -> list[Face]:
+    if not face_mesh.available():
+        return _detect_dlib(gray) if _dlib_available() else _detect_opencv(gray)
+    faces = _detect_mediapipe(rgb, gray)
+    if not faces:  # BlazeFace missed it: let the older detectors look, and mesh what they find
+        found = _detect_dlib(gray) if _dlib_available() else _detect_opencv(gray)
+        faces = [_with_mesh(rgb, face) or face for face in found]
+    return faces
+
+
+def _detect_mediapipe(rgb: np.ndarray, gray: np.ndarray) -> list[Face]:
+    faces = []
+    for box, score in face_mesh.detect_boxes(rgb):
+        estimate = _estimated_from_box(gray, box, score)
+        faces.append(_with_mesh(rgb, estimate) or estimate)
+    return faces
+
+
+def _with_mesh(rgb: np.ndarray, face: Face) -> Face | None:
+    """`face` with landmarks and box from the face mesh, or None when the mesh finds no face."""
+    points = face_mesh.mesh_points(rgb, face.box)
+    if points is None:
+        return None
+
+    def named(index: int) -> tuple[float, float]:
+        return (float(points[index, 0]), float(points[index, 1]))
+
+    landmarks = {}
+    for contour, indices in face_mesh.MESH_INDICES.items():
+        for i, index in enumerate(indices):
+            landmarks[f"{contour}.{i}"] = named(index)
+    for side in ("left", "right"):
+        lids = [points[list(face_mesh.MESH_INDICES[f"{side}_{lid}_lid"])] for lid in ("upper", "lower")]
+        centre = np.concatenate(lids).mean(axis=0)
+        landmarks[f"{side}_eye"] = (float(centre[0]), float(centre[1]))
+    outer = face_mesh.MESH_INDICES["outer_lip_upper"]
+    landmarks.update(
+        nose=named(face_mesh.NOSE_BASE),
+        mouth_left=named(outer[0]),
+        mouth_right=named(outer[-1]),
+        upper_lip=named(outer[len(outer) // 2]),
+        lower_lip=named(face_mesh.MESH_INDICES["outer_lip_lower"][len(outer) // 2]),
+        chin=named(face_mesh.CHIN),
+    )
+    box = (*points.min(axis=0), *points.max(axis=0))
+    height, width = rgb.shape[:2]
+    return Face(box=_clip_box(tuple(map(float, box)), (height, width)), score=face.score, landmarks=landmarks)
+
+
+def _estimated_from_box(gray: np.ndarray, box, score: float) -> Face:
+    """Landmarks from face proportions alone, for a box whose mesh fails."""
+    x0, y0, x1, y1 = box
+    left_eye = np.array([x0 + BOX_EYE_INSET * (x1 - x0), y0 + BOX_EYE_DEPTH * (y1 - y0)])
+    right_eye = np.array([x1 - BOX_EYE_INSET * (x1 - x0), y0 + BOX_EYE_DEPTH * (y1 - y0)])
+    nose = np.array([(x0 + x1) / 2, y0 + BOX_NOSE_DEPTH * (y1 - y0)])
+    landmarks = _complete_landmarks(gray, left_eye, right_eye, nose)
+    return Face(box=_clip_box(box, gray.shape), score=score, landmarks=landmarks, landmarks_estimated=True)
 
 
 # --- dlib ----------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from avatarbot.avatar.hunyuan import schedule
@@ -52,6 +53,26 @@ class PromptEmbeddings:
     # (1, rows) upstream's text mask, which the transformer uses as upstream does (see the model);
     # None when every row is meant to be seen (text_tokens = "all").
     mask: torch.Tensor | None = None
+
+
+def stack_prompts(prompts: list[PromptEmbeddings]) -> PromptEmbeddings:
+    """Several prompts as one batch (both guidance branches in one transformer call). Shorter
+    rows are padded with zeros and a mask that marks them invalid; a prompt without a mask counts
+    all its rows valid. The transformer then treats each row exactly as alone: the refiner masks
+    row by row and the joint blocks keep each prompt's own first mask.sum() rows (see the model)."""
+    rows = max(p.states.shape[1] for p in prompts)
+    if all(p.mask is None and p.states.shape[1] == rows for p in prompts):
+        masks = None
+    else:
+        masks = torch.cat(
+            [
+                F.pad(p.mask if p.mask is not None else p.states.new_ones(p.states.shape[:2], dtype=torch.long),
+                      (0, rows - p.states.shape[1]))
+                for p in prompts
+            ]
+        )  # fmt: skip
+    states = torch.cat([F.pad(p.states, (0, 0, 0, rows - p.states.shape[1])) for p in prompts])
+    return PromptEmbeddings(states=states, pooled=torch.cat([p.pooled for p in prompts]), mask=masks)
 
 
 def llava_pixels(image: np.ndarray) -> torch.Tensor:

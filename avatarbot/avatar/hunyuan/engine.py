@@ -26,6 +26,26 @@ from avatarbot.media.types import Audio, Photo
 log = logging.getLogger(__name__)
 
 
+def build_pipeline(hunyuan, device, context_parallel: bool = False):
+    """The pipeline the `[hunyuan]` settings describe, on `device`; context parallelism only in
+    a worker that owns several GPUs (`avatarbot worker --gpus`, see `parallel`)."""
+    from avatarbot.avatar.hunyuan.pipeline import HunyuanVideoAvatarPipeline
+
+    return HunyuanVideoAvatarPipeline.from_pretrained(
+        hunyuan.weights_dir,
+        dtype=hunyuan.dtype,
+        offload=hunyuan.offload,
+        text_tokens=hunyuan.text_tokens,
+        device=device,
+        cfg_batch=hunyuan.cfg_batch,
+        attention=hunyuan.attention,
+        fp8_compute=hunyuan.fp8_compute,
+        compile=hunyuan.compile,
+        compile_cache_dir=hunyuan.compile_cache_dir,
+        context_parallel=hunyuan.context_parallel if context_parallel else "none",
+    )
+
+
 class HunyuanEngine:
     name = "hunyuan"
 
@@ -49,7 +69,6 @@ class HunyuanEngine:
         """From the whole Settings (or a HunyuanSettings). Refuses early, with the list of what is
         missing, when the weights directory is incomplete. `device="cpu"` is for tests on tiny
         converted weights; a real model needs the GPU."""
-        from avatarbot.avatar.hunyuan.pipeline import HunyuanVideoAvatarPipeline
         from avatarbot.avatar.hunyuan.weights import check_weights
 
         hunyuan = getattr(settings, "hunyuan", settings)
@@ -58,14 +77,13 @@ class HunyuanEngine:
             raise errors.RenderError(messages.RENDER_FAILED, detail="; ".join(problems))
         if torch.device(device).type == "cuda" and not torch.cuda.is_available():
             raise errors.RenderError(messages.RENDER_FAILED, detail="engine hunyuan needs a CUDA GPU; none is visible")
-        pipeline = HunyuanVideoAvatarPipeline.from_pretrained(
-            hunyuan.weights_dir,
-            dtype=hunyuan.dtype,
-            offload=hunyuan.offload,
-            compile=hunyuan.compile,
-            text_tokens=hunyuan.text_tokens,
-            device=device,
-        )
+        if hunyuan.gpus_per_render > 1:
+            from avatarbot.avatar.hunyuan import parallel
+
+            group = parallel.start_group(hunyuan.gpus_per_render, hunyuan.model_dump_json())
+            pipeline = parallel.ParallelPipeline(build_pipeline(hunyuan, group.device, context_parallel=True), group)
+        else:
+            pipeline = build_pipeline(hunyuan, device)
         return cls(
             pipeline,
             num_inference_steps=hunyuan.num_inference_steps,

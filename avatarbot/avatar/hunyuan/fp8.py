@@ -80,3 +80,20 @@ def quantize_model_(model: nn.Module) -> None:
         new.weight_scale.data = scale.to(new.weight.device)
         if old.bias is not None:
             new.bias.data = old.bias.data
+
+
+def dequantize_block_(block: nn.Module) -> None:
+    """Turn a block's Fp8Linear layers back into plain nn.Linear in the activation dtype (bf16),
+    in place: the input torchao's fp8 compute quantises anew (`speed.enable_fp8_compute`)."""
+    for name, module in list(block.named_modules()):
+        if not isinstance(module, Fp8Linear):
+            continue
+        dtype = module.bias.dtype if module.bias is not None else torch.bfloat16
+        with torch.device(module.weight.device):
+            linear = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None, dtype=dtype)
+        linear.weight.data = module.weight.to(dtype) * module.weight_scale.to(dtype)
+        if module.bias is not None:
+            linear.bias.data = module.bias.data
+        parent_name, _, child = name.rpartition(".")
+        setattr(block.get_submodule(parent_name), child, linear)
+        linear.requires_grad_(False)

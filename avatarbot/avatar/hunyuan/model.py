@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 from diffusers.models.embeddings import (
     TimestepEmbedding,
     Timesteps,
@@ -72,7 +73,12 @@ class AudioProjection(nn.Module):
 
 class AudioAdapter(nn.Module):
     """Single-head cross-attention from a latent frame's video tokens to its audio tokens
-    (upstream `PerceiverAttentionCA`; its `heads` argument is unused, so one head of `inner_dim`)."""
+    (upstream `PerceiverAttentionCA`; its `heads` argument is unused, so one head of `inner_dim`).
+
+    Each token reads only its own frame's audio tokens: upstream reshapes the video to one row per
+    frame; here every token carries its frame index and a mask keeps the other frames' keys out
+    (the same softmax, exactly zero weight elsewhere). Token-wise, the adapter runs unchanged on any
+    slice of the sequence, which is what context parallelism hands each GPU."""
 
     def __init__(self, dim: int, inner_dim: int):
         super().__init__()
@@ -82,11 +88,14 @@ class AudioAdapter(nn.Module):
         self.to_kv = nn.Linear(dim, 2 * inner_dim, bias=False)
         self.to_out = nn.Linear(inner_dim, dim, bias=False)
 
-    def forward(self, audio_tokens: torch.Tensor, video_tokens: torch.Tensor) -> torch.Tensor:
-        # audio_tokens (b, t, a, d), video_tokens (b, t, n, d) -> (b, t, n, d)
-        query = self.to_q(self.norm_video(video_tokens))
-        key, value = self.to_kv(self.norm_audio(audio_tokens)).chunk(2, dim=-1)
-        return self.to_out(F.scaled_dot_product_attention(query, key, value))
+    def forward(self, audio_tokens: torch.Tensor, tokens: torch.Tensor, frame_index: torch.Tensor) -> torch.Tensor:
+        # audio_tokens (b, t, a, d), tokens (b, n, d), frame_index (n,) -> (b, n, d)
+        batch, frames, per_frame, _ = audio_tokens.shape
+        query = self.to_q(self.norm_video(tokens))
+        key, value = self.to_kv(self.norm_audio(audio_tokens)).flatten(1, 2).chunk(2, dim=-1)
+        key_frame = torch.arange(frames, device=tokens.device).repeat_interleave(per_frame)
+        own_frame = frame_index[:, None] == key_frame[None, :]  # (n, t * a)
+        return self.to_out(F.scaled_dot_product_attention(query, key, value, attn_mask=own_frame))
 
 
 def adapter_layers(num_layers: int, configured: tuple[int, ...] | None = None) -> tuple[int, ...]:
@@ -102,7 +111,8 @@ class BlockCache:
 
     reference: torch.Tensor  # (b, ref_tokens, d)
     video: torch.Tensor  # (b, frames, tokens_per_frame, d)
-    text: torch.Tensor  # (b, text_tokens, d)
+    text: torch.Tensor  # (b, text_tokens, d); under context parallelism, this GPU's share
+    text_mask: torch.Tensor | None = None  # (b, text_tokens) bool; None when every row is valid
 
 
 @dataclass
@@ -145,6 +155,25 @@ class HunyuanAvatarTransformer3DModel(ModelMixin, ConfigMixin):
     ]
     _no_split_modules = ["HunyuanVideoTransformerBlock", "HunyuanVideoSingleTransformerBlock", "AudioAdapter"]
     _repeated_blocks = ["HunyuanVideoTransformerBlock", "HunyuanVideoSingleTransformerBlock"]  # torch.compile units
+    # Context parallelism (diffusers `enable_parallelism`): every per-token input is split along the
+    # sequence where it enters the blocks; the step cache and the output are gathered whole. The
+    # blocks, their attention (Ulysses all-to-all or ring, in diffusers' dispatcher) and the audio
+    # adapters (token-wise) then run on each GPU's share. "Anything" sharding in the config allows
+    # lengths that do not divide by the GPU count (the text rows rarely do).
+    # The step cache keeps each GPU's share of the text rows (they never change between the
+    # steps that use them), so only the video tokens are gathered for it.
+    _cp_plan = {
+        "token_sequence": {
+            0: ContextParallelInput(split_dim=1, expected_dims=3, split_output=True),  # tokens
+            1: ContextParallelInput(split_dim=0, expected_dims=2, split_output=True),  # rope cos
+            2: ContextParallelInput(split_dim=0, expected_dims=2, split_output=True),  # rope sin
+            3: ContextParallelInput(split_dim=0, expected_dims=1, split_output=True),  # frame index
+            4: ContextParallelInput(split_dim=1, expected_dims=3, split_output=True),  # audio write mask
+        },
+        "text_sequence": {0: ContextParallelInput(split_dim=1, expected_dims=3, split_output=True)},
+        "cache_gather": [ContextParallelOutput(gather_dim=1, expected_dims=3)],
+        "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3),
+    }
 
     @register_to_config
     def __init__(
@@ -217,6 +246,9 @@ class HunyuanAvatarTransformer3DModel(ModelMixin, ConfigMixin):
                 for _ in range(num_single_layers)
             ]
         )
+        self.token_sequence = SequencePoint()
+        self.text_sequence = SequencePoint()
+        self.cache_gather = SequencePoint()
         self.norm_out = AdaLayerNormContinuous(inner_dim, inner_dim, elementwise_affine=False, eps=1e-6)
         self.proj_out = nn.Linear(inner_dim, patch_size_t * patch_size * patch_size * out_channels)
 
@@ -245,18 +277,25 @@ class HunyuanAvatarTransformer3DModel(ModelMixin, ConfigMixin):
         return tokens.reshape(batch, frames, AUDIO_FRAMES_PER_LATENT * per_frame, dim)
 
     @staticmethod
-    def _joined_text(text: torch.Tensor, text_mask: torch.Tensor | None) -> torch.Tensor:
+    def _joined_text(text: torch.Tensor, text_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The text rows the double and single blocks join with the video: the first mask.sum()
         rows, whatever the mask's pattern. Upstream (hymm_sp/modules/models_audio.py with
         parallel_states.get_cu_seqlens) packs video + the first mask.sum() text rows as one
         attention sequence and the remaining rows as another that never reaches the video;
-        dropping those rows gives the video the same result, with no mask in the attention."""
+        dropping those rows gives the video the same result, with no mask in the attention.
+
+        A batch whose rows count different lengths (both guidance branches in one batch: the
+        positive and the negative prompt) keeps the longest and returns a key mask (b, rows), True
+        where a row is one of its own first mask.sum(); upstream runs each branch alone, and the
+        key mask gives every branch's video exactly the keys it would see alone."""
         if text_mask is None:
-            return text
+            return text, None
         lengths = text_mask.sum(dim=1)
-        if bool((lengths != lengths[0]).any()):
-            raise ValueError(f"text masks in one batch must count the same rows, got {lengths.tolist()}")
-        return text[:, : int(lengths[0])]
+        longest = int(lengths.max())
+        if bool((lengths == longest).all()):
+            return text[:, :longest], None
+        rows = torch.arange(longest, device=text.device)
+        return text[:, :longest], rows[None, :] < lengths[:, None]
 
     # --- forward -------------------------------------------------------------------------------
     def forward(
@@ -288,56 +327,78 @@ class HunyuanAvatarTransformer3DModel(ModelMixin, ConfigMixin):
         p, p_t = self.config.patch_size, self.config.patch_size_t
         grid_t, grid_h, grid_w = frames // p_t, height // p, width // p
         tokens_per_frame = grid_h * grid_w
+        ref_len = tokens_per_frame  # the reference frame's tokens come first
 
         temb = self._conditioning(timestep, pooled_projections, motion_exp, motion_pose, fps)
-        rope = avatar_rotary_embedding(
+        rope_cos, rope_sin = avatar_rotary_embedding(
             grid_t, grid_h, grid_w, tuple(self.config.rope_axes_dim), self.config.rope_theta, hidden_states.device
         )
+        # Per token: its latent frame (the reference counts as frame 0; it never hears audio) and
+        # where the audio may write (the face mask on video tokens, nothing on the reference).
+        frame_index = torch.arange(-1, grid_t, device=hidden_states.device).clamp(min=0)
+        frame_index = frame_index.repeat_interleave(tokens_per_frame)
 
         if block_cache is None:
             video = self.x_embedder(hidden_states) + self.ref_proj(self.ref_embedder(ref_latents))
             reference = self.x_embedder(ref_latents[:, :, :1])
-            ref_len = reference.shape[1]
             tokens = torch.cat([reference, video], dim=1)
             # The token refiner applies the mask row by row, as upstream's does
             # (hymm_sp/modules/token_refiner.py; diffusers' HunyuanVideoTokenRefiner follows it).
             text = self.context_embedder(encoder_hidden_states, timestep, encoder_attention_mask)
-            text = self._joined_text(text, encoder_attention_mask)
+            text, text_mask = self._joined_text(text, encoder_attention_mask)
+            (text,) = self.text_sequence(text)
+        else:
+            tokens = torch.cat([block_cache.reference, block_cache.video.flatten(1, 2)], dim=1)
+            text, text_mask = block_cache.text, block_cache.text_mask  # the joined rows (this GPU's share)
 
+        writes = F.interpolate(face_mask.to(tokens.dtype), size=(grid_t, grid_h, grid_w), mode="nearest")
+        writes = torch.cat([writes.new_zeros(batch, tokens_per_frame), writes.reshape(batch, -1)], dim=1)[..., None]
+        tokens, rope_cos, rope_sin, frame_index, writes = self.token_sequence(
+            tokens, rope_cos, rope_sin, frame_index, writes
+        )
+        rope = (rope_cos, rope_sin)
+        attention_mask = None
+        if text_mask is not None:  # both guidance branches in one batch, texts of two lengths
+            attention_mask = torch.cat([text_mask.new_ones(batch, tokens.shape[1]), text_mask], dim=1)[:, None, None]
+
+        if block_cache is None:
             audio = self._audio_tokens(audio_embeds.to(tokens.dtype), grid_t)
-            mask = F.interpolate(face_mask.to(tokens.dtype), size=(grid_t, grid_h, grid_w), mode="nearest")
-            mask = mask.reshape(batch, grid_t * tokens_per_frame, 1)
-
             for layer, block in enumerate(self.transformer_blocks):
-                tokens, text = block(tokens, text, temb, None, rope)
+                tokens, text = block(tokens, text, temb, attention_mask, rope)
                 adapter_index = self._adapter_after.get(layer)
                 if adapter_index is not None:
-                    frames_view = tokens[:, ref_len:].reshape(batch, grid_t, tokens_per_frame, -1)
-                    heard = self.audio_adapters[adapter_index](audio, frames_view)
-                    heard = heard.reshape(batch, grid_t * tokens_per_frame, -1) * mask
-                    tokens = torch.cat([tokens[:, :ref_len], tokens[:, ref_len:] + heard], dim=1)
-
+                    tokens = tokens + self.audio_adapters[adapter_index](audio, tokens, frame_index) * writes
             for block in self.single_transformer_blocks[:-1]:
-                tokens, text = block(tokens, text, temb, None, rope)
-        else:
-            ref_len = block_cache.reference.shape[1]
-            tokens = torch.cat([block_cache.reference, block_cache.video.flatten(1, 2)], dim=1)
-            text = block_cache.text  # already the joined rows
+                tokens, text = block(tokens, text, temb, attention_mask, rope)
 
         cache = None
         if return_block_cache:
+            (whole,) = self.cache_gather(tokens)
             cache = BlockCache(
-                reference=tokens[:, :ref_len],
-                video=tokens[:, ref_len:].reshape(batch, grid_t, tokens_per_frame, -1),
+                reference=whole[:, :ref_len],
+                video=whole[:, ref_len:].reshape(batch, grid_t, tokens_per_frame, -1),
                 text=text,
+                text_mask=text_mask,
             )
-        tokens, text = self.single_transformer_blocks[-1](tokens, text, temb, None, rope)
+        tokens, text = self.single_transformer_blocks[-1](tokens, text, temb, attention_mask, rope)
 
-        video = self.norm_out(tokens[:, ref_len:], temb)
-        video = self.proj_out(video)
+        # Per token, so it runs on each GPU's share; proj_out's output is the whole sequence again.
+        video = self.proj_out(self.norm_out(tokens, temb))[:, ref_len:]
         video = video.reshape(batch, grid_t, grid_h, grid_w, -1, p_t, p, p)
         video = video.permute(0, 4, 1, 5, 2, 6, 3, 7).flatten(6, 7).flatten(4, 5).flatten(2, 3)
         return AvatarTransformerOutput(sample=video, block_cache=cache)
+
+
+class SequencePoint(nn.Module):
+    """Returns its inputs. It marks where the token sequence and the text rows start
+    (`token_sequence`, `text_sequence`) and where the step cache leaves the sequence
+    (`cache_gather`), so that diffusers' context parallelism (the model's `_cp_plan`) can split
+    them across GPUs and gather the cache whole; on one GPU it does nothing. diffusers' own
+    models split at their RoPE module; ours has several per-token inputs (RoPE, frame index, face
+    mask) made in `forward`, hence this point."""
+
+    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tensors
 
 
 # Full-size HunyuanVideo-Avatar (13B): the defaults above. A few-kilobyte config for CPU tests:

@@ -7,9 +7,14 @@ may be as long as the audio; optionally the step cache (20 of 50 steps run only 
 
 Memory: components not in use can live on the CPU (`offload="model"`), and the transformer's
 blocks can be streamed to the GPU one at a time (`offload="block"`, diffusers group offloading).
-Each guidance branch runs as its own batch of one with its own prompt and text mask (the positive
-and the negative prompt count different rows); the joint attention needs no mask, so SDPA keeps its
-fast kernels.
+
+Speed (see `speed` and `parallel`): by default each guidance branch runs as its own batch of one
+with its own prompt and text mask, and the joint attention needs no mask, so any kernel serves it.
+`cfg_batch=True` runs both branches as one batch of two (the shorter prompt padded, with a key
+mask over its padded rows: the same result, twice the activations, the weights read once).
+`attention` picks the kernel, `fp8_compute` multiplies the blocks' linears in fp8, `compile`
+compiles the blocks, and `context_parallel` splits each forward's sequence across the GPUs of an
+initialised process group.
 """
 
 from __future__ import annotations
@@ -24,11 +29,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from avatarbot.avatar.hunyuan import schedule
+from avatarbot.avatar.hunyuan import schedule, speed
 from avatarbot.avatar.hunyuan.conditioning import (
     NEGATIVE_PROMPT,
     face_mask,
     full_prompt,
+    stack_prompts,
 )
 from avatarbot.avatar.hunyuan.model import BlockCache
 from avatarbot.avatar.hunyuan.vae import VaeRuntime, configure_vae
@@ -46,11 +52,11 @@ StepCallback = Callable[[int, int], None]  # (steps done, total); may raise to s
 
 @dataclass
 class _BranchCache:
-    """Cached last-block inputs of one guidance branch, filed per latent frame."""
+    """Cached last-block inputs of one guidance branch (or of both, batched), filed per latent frame."""
 
     total_latents: int
-    video: torch.Tensor | None = None  # (1, total_latents, tokens_per_frame, d), made at first use
-    owners: dict = field(default_factory=dict)  # latent frame -> (reference, text) of its window
+    video: torch.Tensor | None = None  # (b, total_latents, tokens_per_frame, d), made at first use
+    owners: dict = field(default_factory=dict)  # latent frame -> (reference, text, text mask) of its window
 
 
 class HunyuanVideoAvatarPipeline:
@@ -65,22 +71,45 @@ class HunyuanVideoAvatarPipeline:
         latent_window: int = schedule.LATENT_WINDOW,
         vae_runtime: VaeRuntime | None = None,
         face_detector=None,
+        cfg_batch: bool = False,
+        attention: str = "sdpa",
+        fp8_compute: bool = False,
+        compile: bool = False,
+        compile_cache_dir: str | None = None,
+        context_parallel: str = "none",
     ):
+        if cfg_batch and attention in speed.MASKLESS_ATTENTION:
+            raise ValueError(
+                f"cfg_batch needs an attention kernel that takes a mask (the two prompts count different "
+                f"rows); {attention!r} takes none: use sdpa, cudnn or efficient, or cfg_batch = false"
+            )
+        if cfg_batch and context_parallel != "none":
+            raise ValueError("cfg_batch and context_parallel do not combine: context parallelism takes no text mask")
         self.transformer, self.vae = transformer, vae
+        self.cfg_batch = cfg_batch
         self.face_detector = face_detector  # upstream's (face_detector.UpstreamFaceDetector) or None
         self.prompt_encoder, self.audio_encoder = prompt_encoder, audio_encoder
         self.device = torch.device(device)
         self.offload = offload
         self.latent_window = latent_window
         configure_vae(vae, vae_runtime)  # upstream's tiles and mid-block attention
+        if offload != "block":
+            transformer.to(self.device)
+        if fp8_compute:  # block by block on the GPU; with block offload, back to CPU memory after
+            speed.enable_fp8_compute(transformer, self.device)
         if offload == "block":
             # No CUDA-stream prefetching: it assumes every forward runs the same blocks in the same
             # order, and cached steps run only the last one.
             transformer.enable_group_offload(
                 onload_device=self.device, offload_type="block_level", num_blocks_per_group=1, use_stream=False
             )
-        else:
-            transformer.to(self.device)
+        speed.set_attention(transformer, attention)
+        if context_parallel != "none":
+            from avatarbot.avatar.hunyuan.parallel import enable_context_parallel
+
+            enable_context_parallel(transformer, context_parallel, attention)
+        if compile:
+            speed.compile_blocks(transformer, compile_cache_dir)
         if face_detector is not None:
             face_detector.to(self.device)  # a few MB; it runs once per job
         for module in self._helper_modules():
@@ -92,18 +121,17 @@ class HunyuanVideoAvatarPipeline:
         directory,
         dtype: str = "bf16",
         offload: str = "none",
-        compile: bool = False,
         device="cuda",
         text_tokens: str = "upstream",
+        **speed_modes,
     ):
+        """speed_modes: cfg_batch, attention, fp8_compute, compile, compile_cache_dir, context_parallel."""
         from avatarbot.avatar.hunyuan.weights import load_components
 
         helper_dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
         parts = load_components(
             directory, dtype=dtype, device="cpu", helper_dtype=helper_dtype, text_tokens=text_tokens
         )
-        if compile:
-            parts.transformer.compile_repeated_blocks(fullgraph=False)
         return cls(
             parts.transformer,
             parts.vae,
@@ -113,6 +141,7 @@ class HunyuanVideoAvatarPipeline:
             offload=offload,
             vae_runtime=parts.vae_runtime,
             face_detector=parts.face_detector,
+            **speed_modes,
         )
 
     # --- device juggling -----------------------------------------------------------------------
@@ -177,19 +206,22 @@ class HunyuanVideoAvatarPipeline:
 
     # --- the transformer call ------------------------------------------------------------------
     def _predict(self, latents, t, ref, prompt, audio, mask, motion, fps, cache: _BranchCache | None, window, full):
+        """Velocity for `latents` (b, ...) with `prompt` and `audio` of the same batch b (one
+        guidance branch, or both batched); the reference, face mask, motion and fps are shared."""
         dtype = self._dtype
+        batch = latents.shape[0]
         kwargs = dict(
             hidden_states=latents.to(dtype),
-            timestep=torch.full((1,), t, device=self.device),
-            ref_latents=ref.to(dtype),
+            timestep=torch.full((batch,), t, device=self.device),
+            ref_latents=ref.to(dtype).expand(batch, -1, -1, -1, -1),
             encoder_hidden_states=prompt.states.to(self.device, dtype),
             encoder_attention_mask=None if prompt.mask is None else prompt.mask.to(self.device),
             pooled_projections=prompt.pooled.to(self.device, dtype),
             audio_embeds=audio.to(self.device, dtype),
-            face_mask=mask.to(dtype),
-            motion_exp=motion[0],
-            motion_pose=motion[1],
-            fps=fps,
+            face_mask=mask.to(dtype).expand(batch, -1, -1, -1, -1),
+            motion_exp=motion[0].expand(batch, -1),
+            motion_pose=motion[1].expand(batch, -1),
+            fps=fps.expand(batch),
         )
         if cache is None:
             return self.transformer(**kwargs).sample.float()
@@ -197,20 +229,33 @@ class HunyuanVideoAvatarPipeline:
             out = self.transformer(**kwargs, return_block_cache=True)
             self._store(cache, out.block_cache, window)
             return out.sample.float()
-        reference, text = cache.owners[window[0]]
+        reference, text, text_mask = cache.owners[window[0]]
         video = cache.video[:, window].to(self.device, non_blocking=True)
-        block_cache = BlockCache(reference=reference, video=video, text=text)
+        block_cache = BlockCache(reference=reference, video=video, text=text, text_mask=text_mask)
         return self.transformer(**kwargs, block_cache=block_cache).sample.float()
 
     def _store(self, cache: _BranchCache, block: BlockCache, window: list[int]) -> None:
         if cache.video is None:
-            shape = (1, cache.total_latents, *block.video.shape[2:])
+            shape = (block.video.shape[0], cache.total_latents, *block.video.shape[2:])
             nbytes = int(np.prod(shape)) * block.video.element_size()
             where = self.device if nbytes <= STEP_CACHE_DEVICE_BYTES else torch.device("cpu")
             cache.video = torch.zeros(shape, dtype=block.video.dtype, device=where)
         cache.video[:, window] = block.video.to(cache.video.device)
         for frame in window:
-            cache.owners[frame] = (block.reference, block.text)
+            cache.owners[frame] = (block.reference, block.text, block.text_mask)
+
+    def _guidance_pair(self, chunk, t, ref, prompts, audios, mask, motion, fps, caches, window, full):
+        """(conditional, unconditional) velocity: two batches of one, or one batch of two."""
+        if self.cfg_batch:
+            both = self._predict(
+                chunk.expand(2, -1, -1, -1, -1), t, ref, stack_prompts(prompts), torch.cat(audios),
+                mask, motion, fps, caches and caches["both"], window, full,
+            )  # fmt: skip
+            return both[:1], both[1:]
+        return tuple(
+            self._predict(chunk, t, ref, prompt, audio, mask, motion, fps, caches and caches[name], window, full)
+            for prompt, audio, name in zip(prompts, audios, ("cond", "uncond"), strict=True)
+        )
 
     # --- __call__ ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -274,7 +319,7 @@ class HunyuanVideoAvatarPipeline:
         full = schedule.full_steps(num_inference_steps) if step_cache else set(range(num_inference_steps))
         caches = None
         if step_cache and len(full) < num_inference_steps:
-            caches = {"cond": _BranchCache(total), "uncond": _BranchCache(total)}
+            caches = {name: _BranchCache(total) for name in ("cond", "uncond", "both")}
 
         for step in range(num_inference_steps):
             phase = schedule.guidance_for_step(step, num_inference_steps, guidance)
@@ -287,30 +332,10 @@ class HunyuanVideoAvatarPipeline:
                 chunk = latents[:, :, index]
                 audio_index = torch.tensor(schedule.audio_frames_for_window(frames[0], total, window))
                 heard = audio_all[audio_index][None]
-                args = (chunk, float(timesteps[step]), ref)
-                is_full = step in full
-                cond = self._predict(
-                    *args,
-                    cond_prompt,
-                    heard,
-                    step_mask,
-                    motion_values,
-                    fps,
-                    caches["cond"] if caches else None,
-                    frames,
-                    is_full,
-                )
-                uncond = self._predict(
-                    *args,
-                    uncond_prompt,
-                    silent,
-                    step_mask,
-                    motion_values,
-                    fps,
-                    caches["uncond"] if caches else None,
-                    frames,
-                    is_full,
-                )
+                cond, uncond = self._guidance_pair(
+                    chunk, float(timesteps[step]), ref, (cond_prompt, uncond_prompt), (heard, silent),
+                    step_mask, motion_values, fps, caches, frames, step in full,
+                )  # fmt: skip
                 velocity = schedule.apply_guidance(uncond, cond, phase.scale)
                 stepped = schedule.euler_step(chunk, velocity, float(sigmas[step]), float(sigmas[step + 1]))
                 summed.index_add_(2, index, stepped)

@@ -64,7 +64,7 @@ class LiteAnimation:
     ):
         self.photo = photo
         self.frame_count = len(controls)
-        self.opening, self.rounding = controls.opening, controls.rounding
+        self.controls = controls
         self.notes = notes
         self.face, self.head, self.blink, self.motion = face, head, blink, motion
         self.transforms = transforms  # whole-image affines, when there is no face
@@ -77,25 +77,25 @@ class LiteAnimation:
         motion = float(np.clip(options.motion, 0.0, 2.0))
         rgb = np.ascontiguousarray(photo.rgb, dtype=np.uint8)
         with timer.stage("audio analysis"):
-            controls = mouth_controls(audio.samples, audio.sample_rate, frame_count, FPS)
+            controls = mouth_controls(audio, frame_count, FPS)
 
         face = head = None
         with timer.stage("rig setup"):
             if photo.main_face is not None:
                 try:
                     face = FaceWarp(photo.main_face, rgb.shape, rgb)
-                    head = HeadWarp(face, rgb.shape)
+                    head = HeadWarp(face, rgb.shape, face.axes.to_face(*photo.main_face.landmarks["nose"]))
                 except ValueError:
                     log.warning(
                         "main face %s is unusable for the lite rig; animating the whole image", photo.main_face.box
                     )
                     face = head = None
             if face is not None:
-                blink = blink_curve(frame_count, options.seed)
-                moves = head_motion(frame_count, options.seed, motion, controls.opening, controls.activity)
+                blink = blink_curve(frame_count, options.seed, controls.phrase_end)
+                moves = head_motion(frame_count, options.seed, motion, controls.activity, controls.accent)
                 animation = cls(rgb, controls, [], face=face, head=head, blink=blink, motion=moves)
             else:
-                transforms = whole_image_transforms(rgb.shape[1], rgb.shape[0], controls.opening, motion, options.seed)
+                transforms = whole_image_transforms(rgb.shape[1], rgb.shape[0], controls.gap, motion, options.seed)
                 animation = cls(rgb, controls, [messages.NO_FACE_NOTE], transforms=transforms)
         return animation
 
@@ -106,18 +106,23 @@ class LiteAnimation:
                 return warp_whole_image(self.photo, self.transforms[i])
         with timer.stage("frame copy"):
             frame = self.photo.copy()
+        c, m = self.controls, self.motion
         with timer.stage("face warp + mouth"):
-            face = self.face.apply(self.photo[self.face.region.slices], float(self.opening[i]), float(self.blink[i]))
-            if face is not None:
-                frame[self.face.region.slices] = face
+            frame[self.face.region.slices] = self.face.apply(
+                self.photo[self.face.region.slices],
+                float(c.gap[i]),
+                float(c.width[i]),
+                float(self.blink[i]),
+                float(m.brow[i]),
+            )
         with timer.stage("head warp"):
-            m = self.motion
             head = self.head.apply(
                 frame[self.head.region.slices],
                 float(m.roll[i]),
                 float(m.shift_x[i]),
                 float(m.shift_y[i]),
-                float(self.rounding[i]),
+                float(m.yaw[i]),
+                float(m.pitch[i]),
             )
             if head is not None:
                 frame[self.head.region.slices] = head

@@ -80,9 +80,19 @@ class FaceAxes:
             return None
         return Region(x0, y0, x1, y1)
 
-    def grid(self, region: Region):
-        """Per-pixel coordinates of a region: local (x, y) for cv2.remap, and face (u, v)."""
-        local_y, local_x = np.mgrid[0 : region.shape[0], 0 : region.shape[1]].astype(np.float32)
+    def grid(self, region: Region, step: int = 1):
+        """Coordinates of a region's pixels: local (x, y) for cv2.remap, and face (u, v). With
+        `step` > 1, of a coarse grid about `step` pixels apart whose samples sit exactly where
+        `cv2.resize(..., region size, INTER_LINEAR)` reads them, so a field computed on it and
+        resized lines up with the pixels."""
+        height, width = region.shape
+        if step == 1:
+            ys, xs = np.arange(height, dtype=np.float32), np.arange(width, dtype=np.float32)
+        else:
+            ys, xs = (
+                ((np.arange(-(-n // step)) + 0.5) * n / -(-n // step) - 0.5).astype(np.float32) for n in (height, width)
+            )
+        local_x, local_y = np.meshgrid(xs, ys)
         u, v = self.to_face(local_x + region.x0, local_y + region.y0)
         return local_x, local_y, u.astype(np.float32), v.astype(np.float32)
 
@@ -91,3 +101,20 @@ def smoothstep(edge0: float, edge1, x):
     """0 below edge0, 1 above edge1, a smooth S between (edge1 may be an array)."""
     t = np.clip((x - edge0) / np.maximum(np.asarray(edge1) - edge0, 1e-6), 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
+
+
+def piecewise_inverse(v: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Where each output position `v` samples from, when knots at `source` (K, ...) move to
+    `target` (K, ..., non-decreasing along K) and the skin between two knots stretches linearly.
+    The first and last knots must not move; outside them nothing moves. A span whose target
+    knots meet vanishes (a closed mouth, a shut eye)."""
+    last = len(source) - 1
+    # Each position's span: the last knot at or above it. Counting beats a loop over spans.
+    span = (v[None] >= target).sum(axis=0) - 1
+    inside = (span >= 0) & (span < last)
+    # Flat indices into the (K, ...) arrays: plain fancy indexing is the quickest gather here.
+    at = np.clip(span, 0, last - 1) * v.size + np.arange(v.size).reshape(v.shape)
+    target, source = target.reshape(-1), source.reshape(-1)
+    t0, t1, s0, s1 = target[at], target[at + v.size], source[at], source[at + v.size]
+    mapped = s0 + (v - t0) * (s1 - s0) / np.maximum(t1 - t0, 1e-3)
+    return np.where(inside, mapped, v)
