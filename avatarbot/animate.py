@@ -11,6 +11,7 @@ from avatarbot import messages
 from avatarbot.avatar.engine import RenderOptions
 from avatarbot.errors import EmptyFileError, FileTooBigError
 from avatarbot.settings import Settings
+from avatarbot.vocab import JobState
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +84,10 @@ def _animate_here(args, settings, engine_name, options, photo_bytes, audio_bytes
 
 
 def _animate_via_queue(args, settings, options, photo_bytes, audio_bytes) -> int:
-    from avatarbot.tasks.client import render_via_queue
+    from avatarbot.service.cli_client import render_via_queue
 
     def on_progress(job) -> None:
-        if job.state == "queued":
+        if job.state == JobState.QUEUED:
             print(messages.queued(getattr(job, "queue_position", None)), file=sys.stderr)
         elif job.total:
             print(messages.progress(job.stage, job.step, job.total, job.eta_s), file=sys.stderr)

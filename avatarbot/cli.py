@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from avatarbot import __version__
-from avatarbot.errors import AvatarbotError
+from avatarbot.errors import AvatarbotError, QueueUnavailableError
+from avatarbot.vocab import Quality
 
 log = logging.getLogger("avatarbot")
 
@@ -44,7 +45,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--voice-name", help="TTS voice for --text, e.g. en-female (list them with `avatarbot voices`)"
     )
     animate.add_argument("--engine", choices=["lite", "hunyuan"], help="lite: CPU preview (default); hunyuan: GPU")
-    animate.add_argument("--quality", choices=["fast", "standard", "high"], help="size preset: 384, 512 or 704 px")
+    animate.add_argument("--quality", choices=list(Quality), help="size preset: 384, 512 or 704 px")
     animate.add_argument("--motion", type=float, help="head-motion intensity, 0 (still) to 2 (lively); default 1")
     animate.add_argument("--seed", type=int, default=0, help="random seed (different seeds, different motion)")
     animate.add_argument("--weights", type=Path, help="HunyuanVideo-Avatar weights directory (engine hunyuan)")
@@ -136,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         return _dispatch(args, settings)
+    except QueueUnavailableError as error:
+        # The person at this terminal runs the service: tell them what chat users are never told.
+        print(f"avatarbot: the render queue isn't reachable ({error.detail}). Set redis.url, or start "
+              "`avatarbot run` on this machine.", file=sys.stderr)  # fmt: skip
+        return 2
     except AvatarbotError as error:
         # A refusal, not a crash: the user's sentence on stderr, the detail in the log.
         log.debug("refused: %s (%s)", error.detail, error.code)

@@ -2,7 +2,8 @@
 
 An error carries two texts: `user_message`, a short friendly sentence for the chat (always
 built by `avatarbot.messages`), and `detail`, what the operator's log needs. Adapters show the
-first and log the second; nothing else ever reaches a user.
+first and log the second; nothing else ever reaches a user. `code` (per class) and `params` (the
+numbers in the sentence) say the same in a form a reply in another language can be built from.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ class AvatarbotError(Exception):
 
     code = "error"
 
-    def __init__(self, user_message: str, *, detail: str | None = None):
+    def __init__(self, user_message: str, *, detail: str | None = None, params: dict | None = None):
         super().__init__(detail or user_message)
         self.user_message = user_message
         self.detail = detail or user_message
+        self.params = params or {}
 
 
 class InputError(AvatarbotError):
@@ -32,6 +34,18 @@ class EmptyFileError(InputError):
 
 class FileTooBigError(InputError):
     code = "file_too_big"
+
+
+class DownloadError(InputError):
+    """The file host failed, stalled or passed the download deadline: nothing to check, try again."""
+
+    code = "download_failed"
+
+
+class ClipUndeliverableError(AvatarbotError):
+    """A finished clip can't be posted for good (too big for the chat even re-encoded, expired)."""
+
+    code = "clip_undeliverable"
 
 
 # --- images ------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ short, friendly, and say what to do next. Operators' log lines do not belong her
 
 from __future__ import annotations
 
+from avatarbot.vocab import Stage
+
 
 def _seconds(value: float) -> str:
     if value >= 120:
@@ -14,11 +16,15 @@ def _seconds(value: float) -> str:
 
 
 def _megabytes(n_bytes: int) -> str:
-    return f"{n_bytes / (1024 * 1024):.0f} MB"
+    """In the unit the limit was set in: Discord's are binary (10 MiB), Telegram's decimal (20 MB)."""
+    if n_bytes % (1024 * 1024) == 0:
+        return f"{n_bytes // (1024 * 1024)} MiB"
+    return f"{n_bytes / 1_000_000:.3g} MB"
 
 
 # --- files ---------------------------------------------------------------------------------------
 EMPTY_FILE = "That file is empty. Please send it again."
+DOWNLOAD_FAILED = "I couldn't fetch that file. Please send it again."
 
 
 def file_too_big(limit_bytes: int) -> str:
@@ -80,8 +86,9 @@ OUT_OF_MEMORY = "The clip was too big for the renderer, even at lower quality. T
 CANCELLED = "Cancelled."
 ENCODE_FAILED = "I made the clip but couldn't package it as a video. Please try again."
 LOWER_QUALITY_NOTE = "The renderer ran out of memory, so this clip was made at a lower quality."
+CLIP_EXPIRED = "Your clip was made, but it expired before I could post it. Please ask again."
 INPUTS_EXPIRED = "I no longer have the photo and recording for that clip. Please send them again."
-QUEUE_UNAVAILABLE = "The render queue isn't reachable. Set redis.url, or start `avatarbot run` on this machine."
+QUEUE_UNAVAILABLE = "I can't take new clips right now. Please try again in a few minutes."
 
 
 def render_timed_out(limit_s: float) -> str:
@@ -113,6 +120,32 @@ def clip_too_big(limit_bytes: int) -> str:
     return f"The clip came out too big to send here (the limit is {_megabytes(limit_bytes)}). Try a shorter recording."
 
 
+# --- a job's life on every surface (status, buttons, repeats) ------------------------------------
+DONE = "done."
+ALREADY_ASKED = "You asked for this exact clip a moment ago: it's already on its way (see above)."
+
+
+def already_asked(link: str | None) -> str:
+    """A repeat while the first request is on its way, pointing at its status message."""
+    return f"You asked for this exact clip a moment ago: it's already on its way: {link}" if link else ALREADY_ASKED
+
+
+CLIP_REFUSED = "Your clip is ready, but this chat refused it, most likely because it's too big to post here. Try a shorter recording."
+CLIP_AGAIN = "You asked for this exact clip before, so here it is again."
+UNEXPECTED = "Something went wrong on my side. Please try again in a moment."
+DELIVERY_FAILED = "Your clip is ready but I couldn't post it here. Please try again later."
+NOT_YOURS = "Only the person who asked for this clip, or a moderator of this chat, can do that."
+NOT_THIS_MESSAGE = "That button doesn't belong to this message."
+CANCELLING = "Cancelling your clip…"
+ALREADY_FINISHED = "That clip has already finished."
+JOB_GONE = "That clip is too old; send a new request."
+AGAIN_STARTED = "On it: a new take is coming."
+DELETED = "Deleted."
+BUTTON_AGAIN = "Again"
+BUTTON_DELETE = "Delete"
+BUTTON_CANCEL = "Cancel"
+
+
 # --- progress (shared by both bots) --------------------------------------------------------------
 def ordinal(n: int) -> str:
     if 10 <= n % 100 <= 20:
@@ -128,7 +161,7 @@ def queued(position: int | None) -> str:
     return f"Queued — {ordinal(position)} in line."
 
 
-_STAGE_NAMES = {"preparing": "Preparing", "rendering": "Rendering", "encoding": "Encoding", "uploading": "Uploading"}
+_STAGE_NAMES = {Stage.PREPARING: "Preparing", Stage.RENDERING: "Rendering", Stage.ENCODING: "Encoding"}
 
 
 def progress(stage: str, step: int, total: int, eta_s: float | None = None, width: int = 10) -> str:
@@ -151,22 +184,14 @@ TELEGRAM_ANIMATE_HELP = (
     "/animate and your text, e.g. /animate Hello there!"
 )
 TELEGRAM_CHECKING = "Got it! Checking your photo and sound…"
-TELEGRAM_ALREADY_ASKED = "You asked for this exact clip a moment ago: it's already on its way (see above)."
 TELEGRAM_REPLY_TO_A_PHOTO = "Reply to a photo with your recording, and I'll make that face talk."
 TELEGRAM_PHOTO_HINT = "Nice photo! Now reply to it with a voice message, or with /animate and a line of text."
 TELEGRAM_NOTHING_TO_CANCEL = "You have no clip in the works here."
-TELEGRAM_CANCELLING = "Cancelling your clip…"
-TELEGRAM_NOT_YOURS = "Only the person who asked (or a chat admin) can do that."
-TELEGRAM_JOB_GONE = "That clip is too old; send a new request."
-TELEGRAM_AGAIN_STARTED = "On it: a new take is coming."
-TELEGRAM_DELETED = "Deleted."
-TELEGRAM_BUTTON_AGAIN = "Again"
-TELEGRAM_BUTTON_DELETE = "Delete"
-TELEGRAM_BUTTON_CANCEL = "Cancel"
-TELEGRAM_DELIVERY_FAILED = "Your clip is ready but I couldn't post it here. Please try again."
-TELEGRAM_UNEXPECTED = "Something went wrong on my side. Please try again in a moment."
 TELEGRAM_SETTINGS_ADMINS_ONLY = "Only chat admins can change the settings here."
-TELEGRAM_SETTINGS_USAGE = "Usage: /settings voice NAME, /settings quality fast|standard|high, /settings captions on|off"
+TELEGRAM_SETTINGS_USAGE = (
+    "Usage: /settings voice NAME, /settings quality fast|standard|high, /settings captions on|off "
+    "(a photo's plain caption is a request), /settings clipcaption on|off (the spoken text under the clip)"
+)
 TELEGRAM_SETTINGS_SAVED = "Saved."
 TELEGRAM_VOICES_HEADER = "Voices for /animate text (a chat admin sets the default with /settings voice NAME):"
 # The command menu Telegram shows (setMyCommands).
@@ -196,39 +221,26 @@ def telegram_help(max_audio_seconds: float, max_text_chars: int, max_download_by
     )
 
 
-def telegram_settings(voice: str, quality: str, captions: bool) -> str:
+def telegram_settings(voice: str, quality: str, caption_requests: bool, clip_captions: bool) -> str:
     return (
-        f"Settings here: voice {voice}, quality {quality}, plain captions "
-        f"{'on' if captions else 'off'}.\n" + TELEGRAM_SETTINGS_USAGE
+        f"Settings here: voice {voice}, quality {quality}, plain captions {'on' if caption_requests else 'off'}, "
+        f"text under the clip {'on' if clip_captions else 'off'}.\n" + TELEGRAM_SETTINGS_USAGE
     )
 
 
 # --- Discord -------------------------------------------------------------------------------------
-DISCORD_NOT_A_RECORDING = "That isn't a recording. Attach a voice message or an audio file (MP3, OGG, WAV or M4A)."
-DISCORD_DOWNLOAD_FAILED = "I couldn't fetch that attachment from Discord. Please try again."
+NOT_A_RECORDING = "That isn't a recording. Attach a voice message or an audio file (MP3, OGG, WAV or M4A)."
 DISCORD_VOICE_OR_TEXT = "Give me either a recording (voice) or a line of text (text), not both."
 DISCORD_NEED_VOICE_OR_TEXT = "Add a recording (voice) or a line of text (text) for the face to say."
 DISCORD_NO_PHOTO = "That message has no photo. Use Apps → Animate on a message with a picture."
 DISCORD_MODAL_TITLE = "Animate this photo"
 DISCORD_MODAL_TEXT_LABEL = "What should it say?"
 DISCORD_MODAL_VOICE_LABEL = "Voice (optional, e.g. en-female)"
-DISCORD_STARTED = "Got it! I'll show the progress in the channel and post the clip there."
-DISCORD_NOT_YOURS = "Only the person who asked for this clip, or a moderator, can do that."
-DISCORD_CANCELLING = "Cancelling your clip…"
-DISCORD_ALREADY_FINISHED = "That clip has already finished."
-DISCORD_JOB_GONE = "That clip is too old to redo; send a new request."
-DISCORD_DELETED = "Deleted."
-DISCORD_AGAIN_STARTED = "On it: a new take is coming."
-DISCORD_SERVER_ONLY = "This works in a server, not in direct messages."
+STARTED = "Got it! I'll show the progress in the channel and post the clip there."
 DISCORD_SETTINGS_SAVED = "Saved."
-DISCORD_DELIVERY_FAILED = "Your clip is ready but I couldn't post it here. Please try again."
-DISCORD_UNEXPECTED = "Something went wrong on my side. Please try again in a moment."
 DISCORD_CANT_POST_HERE = (
     "I can't post clips in this channel. Ask an admin to let me send messages and attach files here."
 )
-DISCORD_BUTTON_CANCEL = "Cancel"
-DISCORD_BUTTON_AGAIN = "Again"
-DISCORD_BUTTON_DELETE = "Delete"
 DISCORD_CONTEXT_MENU = "Animate"
 # Command and option descriptions shown in Discord's command picker (at most 100 characters each).
 DISCORD_DESCRIBE = {
@@ -253,15 +265,8 @@ DISCORD_MOTION_CHOICES = {"still": 0.0, "calm": 0.5, "normal": 1.0, "lively": 1.
 
 
 def discord_status(who: str, line: str) -> str:
+    """A job's status line, its outcome, or its failure, addressed to the requester."""
     return f"Clip for {who}: {line}"
-
-
-def discord_done(who: str) -> str:
-    return f"Clip for {who}: done."
-
-
-def discord_failed(who: str, reason: str) -> str:
-    return f"Clip for {who}: {reason}"
 
 
 def discord_clip_caption(who: str, notes: list[str]) -> str:

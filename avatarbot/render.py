@@ -13,9 +13,10 @@ from avatarbot.avatar.engine import QUALITY_SHORT_SIDE, CancelCheck, Engine, Pro
 from avatarbot.media.images import fit_to_bucket
 from avatarbot.media.types import Audio, Photo
 from avatarbot.media.video import encode_mp4
+from avatarbot.vocab import QUALITY_TABLE, Stage
 
 # Faster x264 presets for cheaper quality levels: the preview should come back quickly.
-X264_PRESET = {"fast": "ultrafast", "standard": "veryfast", "high": "faster"}
+X264_PRESET = {quality: preset.x264_preset for quality, preset in QUALITY_TABLE.items()}
 
 
 @dataclass
@@ -47,5 +48,5 @@ def render_to_mp4(
     clip = engine.render(fitted, audio, options, progress=progress, should_cancel=should_cancel)
     encode_mp4(clip, audio, out, crf=crf, preset=X264_PRESET[options.quality])
     if progress is not None:
-        progress(Progress("encoding", 1, 1))
+        progress(Progress(Stage.ENCODING, 1, 1))
     return RenderedClip(out, clip.width, clip.height, clip.frame_count, list(clip.notes))

@@ -23,7 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-Quality = Literal["fast", "standard", "high"]
+from avatarbot.vocab import QUALITY_TABLE, Quality
 
 CONFIG_ENV_VAR = "AVATARBOT_CONFIG"
 
@@ -56,14 +56,17 @@ class LimitsSettings(_Section):
     max_image_pixels: int = 40_000_000
     min_image_side: int = 64
     max_download_bytes: int = 25 * 1024 * 1024
+    # One overall deadline per file download (connect + every byte): a host that stalls or
+    # trickles is cut off here, and the user is told the file couldn't be fetched.
+    download_deadline_s: float = Field(60.0, gt=0)
 
 
 class RenderSettings(_Section):
     engine: Literal["lite", "hunyuan"] = "lite"
-    quality: Quality = "standard"
+    quality: Quality = Quality.STANDARD
     motion: float = Field(1.0, ge=0.0, le=2.0)
     # Encoder quality (x264 CRF) per preset; lower is better and bigger.
-    crf: dict[str, int] = {"fast": 28, "standard": 23, "high": 19}
+    crf: dict[str, int] = {quality: preset.crf for quality, preset in QUALITY_TABLE.items()}
 
 
 class TTSSettings(_Section):

@@ -166,7 +166,7 @@ def write_config(folder: Path, redis_url: str, platform_section: str) -> Path:
 
 # `--without-precheck`: the bot as it was before the quota pre-check (for before/after numbers).
 WITHOUT_PRECHECK = (
-    "import sys; from avatarbot.bots.flow import RequestFlow\n"
+    "import sys; from avatarbot.service.flow import RequestFlow\n"
     "async def no_check(self, requester): pass\n"
     "RequestFlow.check_quota = no_check\n"
     "from avatarbot.cli import main; sys.exit(main(sys.argv[1:]))\n"

@@ -82,7 +82,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def _submit_throughput(flow, photo: bytes, audio: bytes, count: int, parallel: int, seed_base: int) -> float:
-    from avatarbot.bots.flow import RenderRequest, ReplyTarget, Requester
+    from avatarbot.service.flow import RenderRequest, ReplyTarget, Requester
 
     requester = Requester("bench", f"submitter-{seed_base}", "bench-server")
     target = ReplyTarget(chat_id="bench")
@@ -102,7 +102,7 @@ async def _submit_throughput(flow, photo: bytes, audio: bytes, count: int, paral
 
 def _enqueue_throughput(flow, photo: bytes, audio: bytes, count: int) -> float:
     """The queue's own share of a submit: inputs already decoded and normalised."""
-    from avatarbot.bots.flow import RenderRequest, ReplyTarget, Requester
+    from avatarbot.service.flow import RenderRequest, ReplyTarget, Requester
 
     requester = Requester("bench", "enqueuer", "bench-server")
     target = ReplyTarget(chat_id="bench")
@@ -120,7 +120,7 @@ def _enqueue_throughput(flow, photo: bytes, audio: bytes, count: int) -> float:
 
 
 async def _overhead(flow, photo: bytes, audio: bytes, count: int) -> dict[str, list[float]]:
-    from avatarbot.bots.flow import RenderRequest, ReplyTarget, Requester
+    from avatarbot.service.flow import RenderRequest, ReplyTarget, Requester
 
     requester = Requester("bench", "overhead", "bench-server")
     target = ReplyTarget(chat_id="bench")
@@ -148,7 +148,7 @@ def main() -> int:
     parser.add_argument("--record", action="store_true", help="append the results to bench/RESULTS.md")
     args = parser.parse_args()
 
-    from avatarbot.bots.flow import RequestFlow
+    from avatarbot.service.flow import RequestFlow
     from avatarbot.tasks.redis_server import start_redis_server
 
     photo, audio = _inputs()

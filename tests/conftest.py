@@ -34,6 +34,9 @@ Helpers (import from conftest): `with_overrides`, `wait_for(predicate, timeout_s
 `wait_for_job(store, job_id, states, timeout_s)`, `voiced_wav(seconds)` (WAV bytes).
 
 Tests that start real processes (`avatarbot run`, `avatarbot worker`) are marked `drill`.
+
+Tests written once for both chat surfaces use the fixtures of `tests/chat_sides.py` (`make_side`,
+parametrized over Telegram and Discord), registered below.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from avatarbot.settings import Settings
 from avatarbot.tasks.inputs import audio_wav
+
+pytest_plugins = ["tests.chat_sides"]
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -182,7 +187,7 @@ def engine_slowdown(base_settings):
 
 @pytest.fixture
 async def flow(settings):
-    from avatarbot.bots.flow import RequestFlow
+    from avatarbot.service.flow import RequestFlow
 
     flow = RequestFlow.from_settings(settings)
     yield flow
@@ -191,7 +196,7 @@ async def flow(settings):
 
 @pytest.fixture
 def requester():
-    from avatarbot.bots.flow import Requester
+    from avatarbot.service.flow import Requester
 
     unique = uuid.uuid4().hex[:10]
     return Requester(platform="telegram", user_id=f"user-{unique}", server_id=f"chat-{unique}", display_name="Tess")
@@ -199,7 +204,7 @@ def requester():
 
 @pytest.fixture
 def reply_to():
-    from avatarbot.bots.flow import ReplyTarget
+    from avatarbot.service.flow import ReplyTarget
 
     return ReplyTarget(chat_id="-100123", message_id="42", thread_id=None, extra={"note": "test"})
 

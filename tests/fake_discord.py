@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
 import time
@@ -170,6 +171,12 @@ class FakeDiscord:
         self.message_content_allowed = message_content_allowed
         # Store the first uploaded message but answer 502, as when a response is lost on the way.
         self.lose_first_upload_response = lose_first_upload_response
+        # Statuses the next uploads are refused with, before anything is stored (e.g. [500]).
+        self.upload_faults: list[int] = []
+        # How the CDN answers: None (at once), "stall" (accepts, never answers) or "trickle"
+        # (one byte a second, never done); hostile-host tests set it.
+        self.cdn_mode: str | None = None
+        self._stopping = asyncio.Event()
         self.application_id = snowflake()
         self.bot = FakeUser(
             self.application_id,
@@ -232,6 +239,7 @@ class FakeDiscord:
         return self
 
     async def close(self) -> None:
+        self._stopping.set()  # stalled CDN downloads end
         for session in list(self._sockets):
             await session.ws.close()
         if self._runner is not None:
@@ -351,6 +359,9 @@ class FakeDiscord:
         if channel_id not in self._channel_ids():
             return _error(404, 10003, "Unknown Channel")
         payload, files = await self._read_message_body(request)
+        if files and self.upload_faults:
+            status = self.upload_faults.pop(0)
+            return _error(status, 0, f"{status}: Server Error")
         if sum(len(data) for _, _, data in files) > self.upload_limit:
             return _error(413, 40005, "Request entity too large")
         nonce = payload.get("nonce")
@@ -516,6 +527,17 @@ class FakeDiscord:
             return web.Response(status=404)
         self.cdn_downloads.append(path)
         data, content_type = stored
+        if self.cdn_mode == "stall":
+            await self._stopping.wait()
+            return web.Response(status=503)
+        if self.cdn_mode == "trickle":
+            response = web.StreamResponse(headers={"Content-Type": content_type})
+            await response.prepare(request)
+            while not self._stopping.is_set():
+                await response.write(b"x")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), 1.0)
+            return response
         return web.Response(body=data, headers={"Content-Type": content_type})
 
     def _store_upload(self, channel_id: str, filename: str, data: bytes) -> dict:

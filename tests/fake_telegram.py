@@ -104,6 +104,11 @@ class FakeTelegram:
         self.id_base = random.randrange(1, 10**6) * 1000
         self.chat_ids: set[int] = set()
         self.download_requests: list[str] = []
+        # How the file server answers downloads: None (at once), "stall" (accepts, never answers)
+        # or "trickle" (one byte a second, never done); hostile-host tests set it.
+        self.download_mode: str | None = None
+        self.stray_requests: list[str] = []  # requests for paths outside the Bot API's routes
+        self._stopping = asyncio.Event()
         self._updates: list[dict] = []
         self._update_ids = itertools.count(1)
         self._file_ids = itertools.count(1)
@@ -119,6 +124,7 @@ class FakeTelegram:
         app = web.Application(client_max_size=2 * 1024**3)
         app.router.add_route("*", "/bot{token}/{method}", self._handle_method)
         app.router.add_get("/file/bot{token}/{path:.+}", self._handle_download)
+        app.router.add_route("*", "/{tail:.*}", self._handle_stray)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -127,6 +133,7 @@ class FakeTelegram:
 
     async def stop(self) -> None:
         self._closing = True  # long polls still waiting answer now, so shutdown doesn't wait
+        self._stopping.set()  # and stalled downloads end
         await self._notify()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -401,7 +408,30 @@ class FakeTelegram:
         self.download_requests.append(path)
         for file_path, data in self.files.values():
             if file_path == path:
+                if self.download_mode is not None:
+                    return await self._hostile_download(request, data)
                 return web.Response(body=data, content_type="application/octet-stream")
+        return _error(404, "Not Found")
+
+    async def _hostile_download(self, request: web.Request, data: bytes) -> web.StreamResponse:
+        """A file host that accepts the connection and then never answers, or answers one byte
+        a second; either way it is done only when the client gives up or the server stops."""
+        if self.download_mode == "stall":
+            await self._stopping.wait()
+            return web.Response(status=503)
+        response = web.StreamResponse(headers={"Content-Length": str(len(data) * 100)})
+        await response.prepare(request)
+        for byte in itertools.cycle(data or b"x"):
+            await response.write(bytes([byte]))
+            try:
+                await asyncio.wait_for(self._stopping.wait(), 1.0)
+                break
+            except TimeoutError:
+                continue
+        return response
+
+    async def _handle_stray(self, request: web.Request) -> web.StreamResponse:
+        self.stray_requests.append(request.path)
         return _error(404, "Not Found")
 
     # --- Bot API methods -------------------------------------------------------------------------

@@ -293,13 +293,15 @@ async def test_slash_animate_with_voice_posts_a_reply_clip(
             gaps = [b - a for a, b in itertools.pairwise(progress_times)]
             assert all(gap >= 0.3 * 0.9 for gap in gaps), gaps
             await fake.wait_for(
-                lambda: fake.messages[status["id"]]["content"] == messages.discord_done(f"<@{user.id}>"),
+                lambda: (
+                    fake.messages[status["id"]]["content"] == messages.discord_status(f"<@{user.id}>", messages.DONE)
+                ),
                 10,
                 "the final status",
             )
             assert fake.messages[status["id"]]["components"] == []
             # The ephemeral acknowledgement was completed with a followup.
-            assert interaction.followups and interaction.followups[0]["content"] == messages.DISCORD_STARTED
+            assert interaction.followups and interaction.followups[0]["content"] == messages.STARTED
             delivered = _jobs_of(config, user.id)[0]
             assert delivered.delivery["message_id"] == clip_message["id"]
     assert TOKEN not in caplog.text
@@ -339,7 +341,7 @@ async def test_a_clip_that_cannot_fit_gets_a_clear_reply_not_endless_retries(
             photo = fake.add_attachment(photo_bytes, "face.jpg", "image/jpeg")
             voice = fake.add_attachment(voice_bytes, "hello.wav", "audio/wav")
             await fake.slash_command(user, "animate", {}, attachments={"photo": photo, "voice": voice})
-            expected = messages.discord_failed(f"<@{user.id}>", messages.clip_too_big(limit))
+            expected = messages.discord_status(f"<@{user.id}>", messages.clip_too_big(limit))
             reply = await fake.wait_for(
                 lambda: next((m for m in fake.bot_messages() if m["content"] == expected and m.get("message_reference")), None),
                 CLIP_WAIT_S, "the failure reply",
@@ -396,7 +398,7 @@ async def test_bad_attachments_get_an_ephemeral_reply_and_no_job(
             expected = messages.file_too_big(limits.max_download_bytes)
         elif case == "voice_wrong_type":
             voice = fake.add_attachment(photo_bytes, "face2.jpg", "image/jpeg")
-            expected = messages.DISCORD_NOT_A_RECORDING
+            expected = messages.NOT_A_RECORDING
         elif case == "voice_too_long":
             voice = fake.add_attachment(
                 voice_bytes,
@@ -657,7 +659,7 @@ async def test_a_job_running_when_the_bot_restarts_is_finished_by_the_new_proces
         assert job.state in ("queued", "running"), "the render ended before the restart; slow it down more"
         async with running_bot(config, fake):
             [post] = await _wait_clip(fake)
-            expected = messages.discord_done(f"<@{user.id}>")
+            expected = messages.discord_status(f"<@{user.id}>", messages.DONE)
             await fake.wait_for(lambda: fake.messages[status["id"]]["content"] == expected, 10, "the final status")
         assert str(post.json["message_reference"]["message_id"]) == status["id"]
         assert len(_clip_posts(fake)) == 1
@@ -681,10 +683,10 @@ async def test_again_and_delete_work_after_a_restart(
         [job] = _jobs_of(config, user.id)
 
         async with running_bot(config, fake) as second:  # a new process, as far as the buttons know
-            assert second.deliveries is not None
+            assert second.lifecycle is not None
             refused = await fake.click(stranger, clip_message, f"avatarbot:again:{job.id}")
             await fake.wait_for(lambda: refused.callback, 10, "the refusal")
-            assert refused.callback["data"]["content"] == messages.DISCORD_NOT_YOURS
+            assert refused.callback["data"]["content"] == messages.NOT_YOURS
             assert refused.callback["data"]["flags"] & EPHEMERAL_FLAG
 
             again = await fake.click(user, clip_message, f"avatarbot:again:{job.id}")
@@ -695,11 +697,11 @@ async def test_again_and_delete_work_after_a_restart(
             assert len(jobs) == 2
             new_job = next(j for j in jobs if j.id != job.id)
             assert new_job.options.seed != job.options.seed
-            assert again.followups[0]["content"] == messages.DISCORD_AGAIN_STARTED
+            assert again.followups[0]["content"] == messages.AGAIN_STARTED
 
             denied = await fake.click(stranger, clip_message, f"avatarbot:delete:{job.id}")
             await fake.wait_for(lambda: denied.callback, 10, "the refusal")
-            assert denied.callback["data"]["content"] == messages.DISCORD_NOT_YOURS
+            assert denied.callback["data"]["content"] == messages.NOT_YOURS
             assert clip_message["id"] in fake.messages
 
             deleted = await fake.click(moderator, clip_message, f"avatarbot:delete:{job.id}")
@@ -708,7 +710,7 @@ async def test_again_and_delete_work_after_a_restart(
                 10,
                 "the deletion",
             )
-            assert deleted.callback["data"]["content"] == messages.DISCORD_DELETED
+            assert deleted.callback["data"]["content"] == messages.DELETED
 
 
 async def test_cancel_button_stops_a_running_job(
@@ -731,8 +733,8 @@ async def test_cancel_button_stops_a_running_job(
             [job] = _jobs_of(config, user.id)
             press = await fake.click(user, status, f"avatarbot:cancel:{job.id}")
             await fake.wait_for(lambda: press.callback, 10, "cancel's answer")
-            assert press.callback["data"]["content"] == messages.DISCORD_CANCELLING
-            expected = messages.discord_failed(f"<@{user.id}>", messages.CANCELLED)
+            assert press.callback["data"]["content"] == messages.CANCELLING
+            expected = messages.discord_status(f"<@{user.id}>", messages.CANCELLED)
             await fake.wait_for(
                 lambda: fake.messages[status["id"]]["content"] == expected,
                 60,
@@ -788,7 +790,7 @@ async def test_server_settings_limit_channels_and_users(settings, restore_endpoi
                 channel_id=fake.other_channel_id,
             )
             await fake.wait_for(lambda: first.followups, 60, "first request")
-            assert first.followups[0]["content"] == messages.DISCORD_STARTED
+            assert first.followups[0]["content"] == messages.STARTED
             [job] = _jobs_of(config, user.id)
             assert (job.options.voice_name, job.options.quality) == ("de-male", "high")
 

@@ -65,7 +65,7 @@ async def test_download_refuses_hosts_other_than_discords_cdn(fake, url):
     async with aiohttp.ClientSession() as session:
         with pytest.raises(errors.InputError) as refused:
             await attachments.download(_attachment(data), Settings(), session)
-    assert refused.value.user_message == messages.DISCORD_DOWNLOAD_FAILED
+    assert refused.value.user_message == messages.DOWNLOAD_FAILED
     assert fake.cdn_downloads == []
 
 
@@ -82,7 +82,7 @@ async def test_a_missing_file_is_a_clear_error(fake):
     async with aiohttp.ClientSession() as session:
         with pytest.raises(errors.InputError) as refused:
             await attachments.download(_attachment(data), _settings(), session)
-    assert refused.value.user_message == messages.DISCORD_DOWNLOAD_FAILED
+    assert refused.value.user_message == messages.DOWNLOAD_FAILED
 
 
 def test_metadata_checks():
@@ -122,7 +122,7 @@ def test_metadata_checks():
             _attachment({**base, "filename": "a.png", "size": 9, "content_type": "image/png"}),
             settings,
         )
-    assert refused.value.user_message == messages.DISCORD_NOT_A_RECORDING
+    assert refused.value.user_message == messages.NOT_A_RECORDING
     long_voice = _attachment({**base, "filename": "voice-message.ogg", "size": 9000, "content_type": "audio/ogg",
                               "duration_secs": 61.0, "waveform": "AAAA"})  # fmt: skip
     with pytest.raises(errors.AudioTooLongError):

@@ -46,6 +46,7 @@ from aiohttp import web
 from conftest import voiced_wav
 
 from avatarbot.settings import Settings
+from avatarbot.tasks import keys
 from avatarbot.tasks.jobs import JobStore
 from avatarbot.tasks.redis_server import (
     RedisServer,
@@ -198,7 +199,7 @@ class Drill:
 
     def worker_of(self, job_id: str) -> int:
         """The pid of the pool process that holds the job now."""
-        token = self.store.redis.hget(self.store.key("job", job_id), "worker")
+        token = self.store.redis.hget(keys.job(job_id), "worker")
         return int(token.split(":")[1])
 
     def stop_processes(self) -> None:
@@ -600,7 +601,7 @@ async def test_bot_killed_while_posting_the_clip_restarted_bot_posts_once(drill,
         await until(side.held.is_set, 60, "the clip upload", drill)
         job = drill.store.get(job_id)
         assert job.state == "done" and job.delivered_at is None
-        assert drill.store.redis.exists(drill.store.key("delivering", job_id))
+        assert drill.store.redis.exists(keys.delivering(job_id))
         first_bot.kill_tree()
         side.release.set()
         assert len(side.clips()) == (1 if accepted else 0)

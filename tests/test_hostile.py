@@ -32,7 +32,7 @@ import pytest
 import redis
 
 from avatarbot import errors
-from avatarbot.bots.flow import RenderRequest, Requester
+from avatarbot.service.flow import RenderRequest, Requester
 from avatarbot.tasks.app import GPU_QUEUE
 from avatarbot.tasks.jobs import DONE, OUTCOME_STATES, PREFIX
 from tests.conftest import wait_for_job
@@ -248,7 +248,7 @@ async def test_accepted_samples_render_to_a_valid_clip(name, redis_server, flow,
 
 # --- helpers -------------------------------------------------------------------------------------
 def _reply_to():
-    from avatarbot.bots.flow import ReplyTarget
+    from avatarbot.service.flow import ReplyTarget
 
     return ReplyTarget(chat_id="-100777", message_id="7")
 

@@ -10,8 +10,9 @@ import pytest
 from conftest import wait_for, wait_for_job, with_overrides
 
 from avatarbot import messages
-from avatarbot.bots.flow import RenderRequest, Requester
 from avatarbot.errors import InputError, InputsExpiredError, NotAnImageError, QuotaError
+from avatarbot.service.flow import RenderRequest, Requester
+from avatarbot.tasks import keys
 from avatarbot.tasks.app import GPU_QUEUE, RENDER_TASK
 from avatarbot.tasks.jobs import JobOptions
 
@@ -164,7 +165,7 @@ async def test_cancel_while_running_stops_the_render(
 async def test_hourly_quota_refuses_with_a_retry_time(
     render_worker, settings, requester, reply_to, photo_bytes, voice_bytes
 ):
-    from avatarbot.bots.flow import RequestFlow
+    from avatarbot.service.flow import RequestFlow
 
     flow = RequestFlow.from_settings(with_overrides(settings, jobs={"max_per_user_per_hour": 2}))
     try:
@@ -185,17 +186,17 @@ async def test_hourly_quota_refuses_with_a_retry_time(
 
 
 async def test_server_quota_and_chat_overrides(settings, requester, reply_to, photo_bytes, voice_bytes):
-    from avatarbot.bots.flow import RequestFlow
+    from avatarbot.service.flow import RequestFlow
 
     flow = RequestFlow.from_settings(settings)  # no worker needed: the jobs only have to exist
     try:
-        await flow.chat_settings.update("telegram", requester.server_id, max_per_server_per_hour=1)
+        await flow.chat_config.update("telegram", requester.server_id, max_per_server_per_hour=1)
         await flow.submit(requester, reply_to, RenderRequest(photo=photo_bytes, audio=voice_bytes, seed=1))
         other = Requester("telegram", requester.user_id + "-b", requester.server_id)
         with pytest.raises(QuotaError) as refused:
             await flow.submit(other, reply_to, RenderRequest(photo=photo_bytes, audio=voice_bytes, seed=2))
         assert refused.value.user_message.startswith("This chat has made 1 clips")
-        await flow.chat_settings.update("telegram", requester.server_id, max_per_server_per_hour=None)
+        await flow.chat_config.update("telegram", requester.server_id, max_per_server_per_hour=None)
         await flow.submit(other, reply_to, RenderRequest(photo=photo_bytes, audio=voice_bytes, seed=2))
     finally:
         await flow.close()
@@ -204,7 +205,7 @@ async def test_server_quota_and_chat_overrides(settings, requester, reply_to, ph
 async def test_concurrent_quota_frees_up_when_a_job_ends(
     render_worker, engine_slowdown, settings, requester, reply_to, photo_bytes, voice_bytes
 ):
-    from avatarbot.bots.flow import RequestFlow
+    from avatarbot.service.flow import RequestFlow
 
     engine_slowdown(0.2)
     flow = RequestFlow.from_settings(with_overrides(settings, jobs={"max_concurrent_per_user": 1}))
@@ -359,11 +360,13 @@ async def test_render_time_limit_fails_the_job_with_a_message(
     limited = with_overrides(settings, jobs={"render_time_limit_s": 1, "visibility_timeout_s": 10})
     job = flow.store.create(requester, reply_to, JobOptions("lite", "fast", 1.0, 1), {})
     inputs = {"photo": flow.blobs.put(_png_of(photo_bytes), ".png"), "audio": flow.blobs.put(voice_bytes, ".wav")}
-    flow.store.redis.hset(flow.store.key("job", job.id), "inputs", __import__("json").dumps(inputs))
+    flow.store.redis.hset(keys.job(job.id), "inputs", __import__("json").dumps(inputs))
     outcome = await asyncio.to_thread(run_render_job, job.id, WorkerContext(limited, flow.store, flow.blobs))
     assert outcome == "failed:render_timeout"
     failed = await flow.get(job.id)
     assert failed.user_message == messages.render_timed_out(1)
+    # The code and its numbers, so the reason can be said in another language too.
+    assert (failed.error_code, failed.error_params) == ("render_timeout", {"limit_s": 1})
 
 
 async def test_missing_inputs_fail_with_a_message_and_the_failure_is_delivered_once(
@@ -391,7 +394,7 @@ async def test_missing_inputs_fail_with_a_message_and_the_failure_is_delivered_o
 
 # --- watching and again ---------------------------------------------------------------------------
 async def test_a_new_watcher_first_yields_every_undelivered_job(settings, requester, reply_to):
-    from avatarbot.bots.flow import RequestFlow
+    from avatarbot.service.flow import RequestFlow
 
     platform = "test-" + requester.user_id  # a platform of its own: no other test's jobs
     me = Requester(platform, requester.user_id, None)
@@ -438,15 +441,21 @@ async def test_status_message_and_chat_settings_round_trip(flow, requester, repl
     assert await flow.get("no-such-job") is None
 
     chat = requester.server_id
-    assert (await flow.chat_settings.get("discord", chat))["captions"] is True
-    updated = await flow.chat_settings.update(
-        "discord", chat, captions=False, default_voice="de-male", allowed_channels=[1, 2]
+    assert (await flow.chat_config.get("discord", chat)).clip_captions is True
+    updated = await flow.chat_config.update(
+        "discord", chat, clip_captions=False, default_voice="de-male", allowed_channels=(1, 2)
     )
-    assert updated["captions"] is False and updated["allowed_channels"] == [1, 2]
-    assert (await flow.chat_settings.get("discord", chat))["default_voice"] == "de-male"
-    assert (await flow.chat_settings.get("telegram", chat))["default_voice"] is None  # per platform
-    await flow.chat_settings.update("discord", chat, default_voice=None)
-    assert (await flow.chat_settings.get("discord", chat))["default_voice"] is None
+    assert updated.clip_captions is False and updated.allowed_channels == ("1", "2")
+    assert (await flow.chat_config.get("discord", chat)).default_voice == "de-male"
+    assert (await flow.chat_config.get("telegram", chat)).default_voice is None  # per platform
+    await flow.chat_config.update("discord", chat, default_voice=None)
+    assert (await flow.chat_config.get("discord", chat)).default_voice is None
+    # Only registered keys: a typo is an error, not a silently stored setting.
+    with pytest.raises(KeyError):
+        await flow.chat_config.update("discord", chat, captions=False)
+    # What earlier versions stored under "captions" reads as the clip caption switch.
+    flow.store.redis.hset(keys.chat_config("discord", chat), "captions", "false")
+    assert (await flow.chat_config.get("discord", chat)).clip_captions is False
 
 
 def _png_of(jpeg: bytes) -> bytes:

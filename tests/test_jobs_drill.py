@@ -17,7 +17,8 @@ import psutil
 import pytest
 from conftest import voiced_wav, wait_for, wait_for_job, with_overrides
 
-from avatarbot.bots.flow import RenderRequest, RequestFlow
+from avatarbot.service.flow import RenderRequest, RequestFlow
+from avatarbot.tasks import keys
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.drill]
 
@@ -67,7 +68,7 @@ async def test_render_process_killed_mid_render_is_taken_over(
             current = flow.store.get(job.id)
             if current is None or current.stage != "rendering" or current.step < 1:
                 return None
-            return int(flow.store.redis.hget(flow.store.key("job", job.id), "worker").split(":")[1])
+            return int(flow.store.redis.hget(keys.job(job.id), "worker").split(":")[1])
 
         victim = await asyncio.to_thread(wait_for, rendering_pid, 120, 0.02)
         assert victim != worker_process.pid  # a pool process, not the worker's main process

@@ -10,8 +10,8 @@ from conftest import voiced_wav, wait_for_job, with_overrides
 
 from avatarbot import messages
 from avatarbot.avatar.engine import RenderOptions
-from avatarbot.bots.flow import RenderRequest, RequestFlow
 from avatarbot.errors import QueueUnavailableError, RenderError
+from avatarbot.service.flow import RenderRequest, RequestFlow
 from avatarbot.tasks.jobs import JobOptions
 
 pytestmark = pytest.mark.timeout(180)
@@ -38,7 +38,7 @@ async def test_orphaned_job_is_requeued_when_a_worker_starts(
 
 
 async def test_an_abandoned_delivery_is_offered_again(flow, requester, reply_to):
-    from avatarbot.bots.flow import Requester
+    from avatarbot.service.flow import Requester
 
     platform = "reoffer-" + requester.user_id
     me = Requester(platform, requester.user_id, None)
@@ -91,7 +91,7 @@ async def test_redis_outage_refuses_submits_politely_and_watchers_resume(
 def test_render_via_queue_writes_the_clip_and_reports_progress(
     render_worker, engine_slowdown, settings, photo_bytes, tmp_path
 ):
-    from avatarbot.tasks.client import render_via_queue
+    from avatarbot.service.cli_client import render_via_queue
 
     engine_slowdown(0.05)  # 25 frames: long enough for the client's polls to see it running
 
@@ -111,8 +111,8 @@ def test_render_via_queue_writes_the_clip_and_reports_progress(
 
 
 def test_render_via_queue_raises_the_jobs_failure(render_worker, base_settings, settings, photo_bytes, tmp_path):
+    from avatarbot.service.cli_client import render_via_queue
     from avatarbot.tasks import render_job
-    from avatarbot.tasks.client import render_via_queue
 
     class Broken:
         name = "broken"

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from avatarbot.bots.flow import RenderRequest, RequestFlow
 from avatarbot.errors import NotAnImageError, QuotaError
+from avatarbot.service.flow import RenderRequest, RequestFlow
 from avatarbot.tasks.quotas import UNRECORDED_GRACE_S, QuotaLimits
 from tests.conftest import with_overrides
 from tests.test_discord import restore_endpoints  # noqa: F401 - a fixture
@@ -90,7 +90,7 @@ async def test_discord_refuses_over_quota_without_downloading(settings, restore_
                 return interaction
 
             first = await animate()
-            assert first.followups[0]["content"] == messages.DISCORD_STARTED
+            assert first.followups[0]["content"] == messages.STARTED
             downloads = len(fake.cdn_downloads)
             assert downloads == 2
             second = await animate()

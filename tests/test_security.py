@@ -36,8 +36,9 @@ from pydantic import SecretStr
 
 from avatarbot import errors, messages
 from avatarbot.bots.discord import attachments
-from avatarbot.bots.flow import RenderRequest, ReplyTarget, Requester, RequestFlow
+from avatarbot.service.flow import RenderRequest, ReplyTarget, Requester, RequestFlow
 from avatarbot.settings import Settings
+from avatarbot.tasks import keys
 from tests.conftest import wait_for_job, with_overrides
 from tests.fake_discord import FakeDiscord
 
@@ -148,7 +149,7 @@ async def test_discord_refuses_any_host_but_its_cdn_without_making_a_request():
         for url in _user_chosen_urls(trap.port):
             with pytest.raises(errors.InputError) as refused:
                 await attachments.download(_discord_attachment(url), Settings(), session)
-            assert refused.value.user_message == messages.DISCORD_DOWNLOAD_FAILED, url
+            assert refused.value.user_message == messages.DOWNLOAD_FAILED, url
         # An operator-named host is fetched from, but nothing else on the same machine is, and a
         # URL with user info in it is a trick even when its host is the named one.
         named = Settings(discord={"cdn_hosts": ["127.0.0.1"]})
@@ -176,7 +177,7 @@ async def test_discord_does_not_follow_a_redirect_off_the_cdn():
         settings = Settings(discord={"cdn_hosts": ["127.0.0.1"]})
         with pytest.raises(errors.InputError) as refused:
             await attachments.download(_discord_attachment(f"{cdn.base}/a.png"), settings, session)
-        assert refused.value.user_message == messages.DISCORD_DOWNLOAD_FAILED
+        assert refused.value.user_message == messages.DOWNLOAD_FAILED
         assert cdn.connections == 1 and elsewhere.connections == 0
 
 
@@ -208,7 +209,7 @@ async def test_a_user_supplied_discord_attachment_url_is_refused_by_the_running_
             voice = fake.add_attachment(voice_bytes, "hello.wav", "audio/wav")
             interaction = await fake.slash_command(user, "animate", {}, attachments={"photo": photo, "voice": voice})
             await fake.wait_for(lambda: _interaction_texts(interaction), 20, "the refusal")
-        assert messages.DISCORD_DOWNLOAD_FAILED in _interaction_texts(interaction)
+        assert messages.DOWNLOAD_FAILED in _interaction_texts(interaction)
         assert trap.connections == 0
         assert _jobs_of(config, "discord", user.id) == []
 
@@ -365,7 +366,7 @@ def _wait_until_released(store, job_id: str) -> None:
     """A cancelled job's worker is done with it once its lease is gone."""
     from tests.conftest import wait_for
 
-    wait_for(lambda: not store.redis.exists(store.key("lease", job_id)), CLIP_WAIT_S)
+    wait_for(lambda: not store.redis.exists(keys.lease(job_id)), CLIP_WAIT_S)
 
 
 @contextlib.contextmanager
@@ -494,7 +495,7 @@ async def test_the_discord_token_stays_out_of_logs_messages_errors_and_redis(
             await fake.wait_for(lambda: _interaction_texts(gone), 30, "the 404 refusal")
 
         assert messages.NOT_AN_IMAGE in _interaction_texts(refused)
-        assert messages.DISCORD_DOWNLOAD_FAILED in _interaction_texts(elsewhere)
+        assert messages.DOWNLOAD_FAILED in _interaction_texts(elsewhere)
         # Everything the bot sent, except the Authorization header that must carry the token.
         sent = [repr(r.json) for r in fake.requests] + [r.path for r in fake.requests]
         sent += [repr(i.callback) + repr(i.followups) for i in fake.interactions.values()]

@@ -5,44 +5,23 @@ the lite engine, and the clip comes back as a multipart sendVideo that we probe 
 from __future__ import annotations
 
 import asyncio
-import io
 import itertools
 import logging
 from contextlib import asynccontextmanager
 
 import pytest
-from PIL import Image
 
 from avatarbot import messages
 from avatarbot.bots.telegram.bot import TelegramBot
+from avatarbot.service.chat_config import ChatConfigStore
 from avatarbot.settings import TelegramSettings
 from avatarbot.tasks.jobs import JobStore
-from tests import media_samples
 from tests.fake_telegram import TOKEN, FakeTelegram
 from tests.media_samples import probe_mp4
 
 pytestmark = pytest.mark.timeout(300)
 
 CLIP_WAIT_S = 120
-
-
-# --- samples -------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def samples(tmp_path_factory) -> dict:
-    from skimage import data
-
-    folder = tmp_path_factory.mktemp("telegram-samples")
-    photo = Image.fromarray(data.astronaut()).resize((256, 256))
-    buffer = io.BytesIO()
-    photo.save(buffer, "JPEG", quality=85)
-    speech = media_samples.speech_wav(folder / "speech.wav", "Hello there, friend.")
-    voice = media_samples.voice_note(speech, folder / "voice.ogg").read_bytes()
-    return {
-        "photo": buffer.getvalue(),
-        "voice": voice,
-        "voice_seconds": probe_mp4(voice)["duration"],
-        "corrupt_voice": media_samples.corrupt(voice, keep=60),
-    }
 
 
 # --- the bot against the fake server --------------------------------------------------------------
@@ -176,10 +155,15 @@ async def test_again_and_delete_buttons(tg, tg_settings, samples):
         clip_message = first.result
         again_data, delete_data = [b["callback_data"] for b in first.params["reply_markup"]["inline_keyboard"][0]]
 
-        # Again: a new job with the same inputs and a new seed, replying to the same voice note.
+        # Again from Bob, under Alice's clip: refused (he would get a clip of her face in his name).
         query = tg.press(clip_message, bob, again_data)
         answer = await tg.wait_for("answerCallbackQuery", lambda c: c.params["callback_query_id"] == query)
-        assert answer.params["text"] == messages.TELEGRAM_AGAIN_STARTED
+        assert answer.params["text"] == messages.NOT_YOURS
+        assert len(_jobs(tg_settings, tg)) == 1
+        # Again from Alice: a new job with the same inputs and a new seed, replying to the same voice note.
+        query = tg.press(clip_message, alice, again_data)
+        answer = await tg.wait_for("answerCallbackQuery", lambda c: c.params["callback_query_id"] == query)
+        assert answer.params["text"] == messages.AGAIN_STARTED
         await _wait_clip(tg, voice, count=2)
         jobs = _jobs(tg_settings, tg)
         assert len(jobs) == 2 and jobs[0].options.seed != jobs[1].options.seed
@@ -187,14 +171,14 @@ async def test_again_and_delete_buttons(tg, tg_settings, samples):
         # Delete: not Bob's clip, so refused; Carol is a chat admin; Alice asked for it.
         query = tg.press(clip_message, bob, delete_data)
         answer = await tg.wait_for("answerCallbackQuery", lambda c: c.params["callback_query_id"] == query)
-        assert answer.params["text"] == messages.TELEGRAM_NOT_YOURS
+        assert answer.params["text"] == messages.NOT_YOURS
         assert not [c for c in tg.calls_to("deleteMessage") if c.params["message_id"] == clip_message["message_id"]]
         query = tg.press(clip_message, carol, delete_data)
         await tg.wait_for("deleteMessage", lambda c: c.params["message_id"] == clip_message["message_id"])
         # Whoever pressed Again owns the new take.
         second_clip = tg.calls_to("sendVideo")[1].result
         second_delete = [b["callback_data"] for b in second_clip["reply_markup"]["inline_keyboard"][0]][1]
-        tg.press(second_clip, bob, second_delete)
+        tg.press(second_clip, alice, second_delete)
         await tg.wait_for("deleteMessage", lambda c: c.params["message_id"] == second_clip["message_id"])
     assert (chat["id"], clip_message["message_id"]) in tg.deleted
 
@@ -302,13 +286,21 @@ async def test_help_start_voices_and_settings(tg, tg_settings, samples, engine_s
         refused = tg.send(chat, bob, text="/settings captions on")
         reply = await tg.wait_for("sendMessage", _replies_to(refused))
         assert reply.params["text"] == messages.TELEGRAM_SETTINGS_ADMINS_ONLY
-        for text in ("/settings captions on", "/settings voice de-male", "/settings quality fast"):
+        for text in ("/settings captions on", "/settings clipcaption off", "/settings voice de-male",
+                     "/settings quality fast"):  # fmt: skip
             command = tg.send(chat, alice, text=text)
             reply = await tg.wait_for("sendMessage", _replies_to(command))
             assert reply.params["text"] == messages.TELEGRAM_SETTINGS_SAVED
         bad = tg.send(chat, alice, text="/settings voice klingon")
         reply = await tg.wait_for("sendMessage", _replies_to(bad))
         assert "klingon" in reply.params["text"]
+
+        # Two switches, two names: plain captions are requests now; the clip comes without the text.
+        config = ChatConfigStore(JobStore.from_settings(tg_settings).redis).get_sync("telegram", chat["id"])
+        assert (config.caption_requests, config.clip_captions) == (True, False)
+        shown = tg.send(chat, bob, text="/settings")
+        reply = await tg.wait_for("sendMessage", _replies_to(shown))
+        assert reply.params["text"] == messages.telegram_settings("de-male", "fast", True, False)
 
         # Plain captions now count, spoken with the chat's voice and quality.
         captioned = tg.send(chat, bob, photo=samples["photo"], caption="Guten Tag")
@@ -322,7 +314,7 @@ async def test_help_start_voices_and_settings(tg, tg_settings, samples, engine_s
         assert reply.params["text"] != messages.TELEGRAM_NOTHING_TO_CANCEL
         cancel = tg.send(chat, bob, text="/cancel")
         reply = await tg.wait_for("sendMessage", _replies_to(cancel))
-        assert reply.params["text"] == messages.TELEGRAM_CANCELLING
+        assert reply.params["text"] == messages.CANCELLING
         # The status message ends saying so, and no clip is posted.
         await tg.wait_for("editMessageText", lambda c: c.params["text"] == messages.CANCELLED, timeout=CLIP_WAIT_S)
     assert not tg.calls_to("sendVideo")
@@ -370,7 +362,7 @@ async def test_a_bad_update_does_not_stop_the_bot(tg, tg_settings):
         bad_photo = {"message_id": 5}
         answer = await tg.wait_for("sendMessage", _replies_to(bad_photo))
         apology = await tg.wait_for("editMessageText", _edits(answer))
-        assert apology.params["text"] == messages.TELEGRAM_UNEXPECTED
+        assert apology.params["text"] == messages.DOWNLOAD_FAILED  # getFile refused the unknown file
         await tg.wait_for("answerCallbackQuery", lambda c: c.params["callback_query_id"] == "q1")
         after = tg.send(chat, alice, text="/start")
         await tg.wait_for("sendMessage", _replies_to(after))
@@ -390,7 +382,7 @@ async def test_the_token_never_reaches_the_log(tg, tg_settings, samples, caplog)
 
 # --- progress, limits, fallbacks -----------------------------------------------------------------
 async def test_progress_edits_respect_the_group_flood_limit(tg, tg_settings, samples, engine_slowdown):
-    from avatarbot.bots.telegram.status import GROUP_EDIT_INTERVAL_S
+    from avatarbot.bots.telegram.surface import GROUP_EDIT_INTERVAL_S
 
     engine_slowdown(0.25)
     alice = tg.user()
@@ -428,7 +420,7 @@ async def test_clip_fits_a_small_upload_limit_and_falls_back_to_a_document(tg, s
     data = document.file("document").data
     assert len(data) <= limit
     assert [c.split(":")[0] for c in probe_mp4(data)["codecs"]] == ["audio", "video"]
-    assert document.params["reply_markup"]["inline_keyboard"][0][0]["text"] == messages.TELEGRAM_BUTTON_AGAIN
+    assert document.params["reply_markup"]["inline_keyboard"][0][0]["text"] == messages.BUTTON_AGAIN
     [job] = _jobs(small, tg)
     assert job.delivery["as"] == "document"
 
@@ -466,7 +458,7 @@ async def test_a_chat_that_refuses_the_post_is_not_retried_forever(tg, tg_settin
             if job.delivered:
                 break
             await asyncio.sleep(0.25)
-    assert "blocked" in job.delivery["failed"]
+    assert "blocked" in job.delivery["undeliverable"]
     assert [c.status for c in tg.calls if c.method in ("sendVideo", "sendDocument")] == [403]
 
 
@@ -562,10 +554,10 @@ async def test_cancel_button_under_the_status_message(tg, tg_settings, samples, 
         cancel_data = shown.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
         query = tg.press(status.result, bob, cancel_data)
         answer = await tg.wait_for("answerCallbackQuery", lambda c: c.params["callback_query_id"] == query)
-        assert answer.params["text"] == messages.TELEGRAM_NOT_YOURS
+        assert answer.params["text"] == messages.NOT_YOURS
         query = tg.press(status.result, alice, cancel_data)
         answer = await tg.wait_for("answerCallbackQuery", lambda c: c.params["callback_query_id"] == query)
-        assert answer.params["text"] == messages.TELEGRAM_CANCELLING
+        assert answer.params["text"] == messages.CANCELLING
         final = await tg.wait_for(
             "editMessageText", lambda c: c.params["text"] == messages.CANCELLED, timeout=CLIP_WAIT_S
         )
@@ -589,7 +581,7 @@ async def test_the_same_request_twice_renders_once_and_the_second_answer_says_so
         again = tg.send(chat, alice, voice=samples["voice"], voice_duration=2, reply_to=photo)
         answer = await tg.wait_for("sendMessage", _replies_to(again))
         said = await tg.wait_for("editMessageText", _edits(answer))
-        assert said.params["text"] == messages.TELEGRAM_ALREADY_ASKED
+        assert said.params["text"] == messages.ALREADY_ASKED
         await _wait_clip(tg, first)
     assert len(_jobs(tg_settings, tg)) == 1
     assert len(tg.calls_to("sendVideo")) == 1

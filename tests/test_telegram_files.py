@@ -1,5 +1,6 @@
 """Attachments come only through getFile on the configured Bot API, within a byte cap that is
-checked before the download and enforced while streaming."""
+checked before the download (the flow's intake, from what Telegram declared) and enforced while
+streaming."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from avatarbot import messages
 from avatarbot.bots.telegram import files
 from avatarbot.bots.telegram.requests import Attachment
 from avatarbot.errors import EmptyFileError, FileTooBigError
+from avatarbot.service import intake
+from avatarbot.service.traits import Source
 from avatarbot.settings import Settings, TelegramSettings
 from tests.fake_telegram import TOKEN, FakeTelegram
 
@@ -32,11 +35,15 @@ async def fake():
 
 
 async def _fetch(fake: FakeTelegram, data: bytes, settings: Settings, declared: int | None = None) -> bytes:
+    """What the bot does for one file: the intake checks the declared size, then getFile + stream."""
     file_id, _ = fake.add_file(data, "voice", "oga")
+    declared = declared if declared is not None else len(data)
+    cap = files.download_limit(settings)
     async with Bot(TOKEN, base_url=fake.base_url, base_file_url=fake.base_file_url) as bot:
-        return await files.fetch(
-            bot, Attachment(file_id, declared if declared is not None else len(data), "voice"), settings
-        )
+        attachment = Attachment(file_id, declared, "voice")
+        source = Source(fetch=lambda cap: files.fetch(bot, attachment, settings, cap), declared_bytes=declared)
+        intake.check_declared_size(source, cap)
+        return await intake.download(source, cap, settings.limits.download_deadline_s)
 
 
 async def test_small_file_is_fetched(fake):
@@ -54,7 +61,7 @@ async def test_get_file_size_over_the_cap_is_refused_before_download(fake):
     file_id, _ = fake.add_file(b"x" * 5000, "voice", "oga")
     async with Bot(TOKEN, base_url=fake.base_url, base_file_url=fake.base_file_url) as bot:
         with pytest.raises(FileTooBigError):
-            await files.fetch(bot, Attachment(file_id, None, "voice"), _settings(fake))
+            await files.fetch(bot, Attachment(file_id, None, "voice"), _settings(fake), 1000)
     assert fake.calls_to("getFile") and fake.download_requests == []
 
 
@@ -64,7 +71,7 @@ async def test_a_lying_size_is_caught_while_streaming(fake):
     settings = _settings(fake, max_download_bytes=200_000)
     async with Bot(TOKEN, base_url=fake.base_url, base_file_url=fake.base_file_url) as bot:
         with pytest.raises(FileTooBigError):
-            await files.fetch(bot, Attachment(file_id, 100, "voice"), settings)
+            await files.fetch(bot, Attachment(file_id, 100, "voice"), settings, 200_000)
     assert len(fake.download_requests) == 1
 
 
@@ -82,9 +89,9 @@ async def test_local_mode_reads_the_servers_disk_with_the_same_cap(tmp_path):
         big_id, _ = server.add_file(b"y" * 150, "voice", "oga")
         server.declared_sizes[big_id] = 10
         async with Bot(TOKEN, base_url=server.base_url, base_file_url=server.base_file_url, local_mode=True) as bot:
-            assert await files.fetch(bot, Attachment(file_id, 50, "voice"), settings) == b"y" * 50
+            assert await files.fetch(bot, Attachment(file_id, 50, "voice"), settings, 100) == b"y" * 50
             with pytest.raises(FileTooBigError):
-                await files.fetch(bot, Attachment(big_id, 10, "voice"), settings)
+                await files.fetch(bot, Attachment(big_id, 10, "voice"), settings, 100)
         assert server.download_requests == []  # nothing went over HTTP
     finally:
         await server.stop()
@@ -98,3 +105,6 @@ def test_limits_follow_the_mode():
     assert files.download_limit(local) == 10**9
     assert files.upload_limit(local) == 2_000_000_000
     assert files.upload_limit(Settings(telegram={"upload_limit_bytes": 1234})) == 1234
+    # Each limit is said in the unit it is set in: Telegram's decimal MB, Discord's binary MiB.
+    assert messages.file_too_big(files.download_limit(cloud)).endswith("20 MB.")
+    assert messages.file_too_big(10 * 1024 * 1024).endswith("10 MiB.")

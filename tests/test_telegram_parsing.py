@@ -11,6 +11,7 @@ from telegram import Message
 
 from avatarbot.bots.telegram import buttons, redact
 from avatarbot.bots.telegram.requests import command_args, parse
+from avatarbot.service.traits import CLIP_ACTIONS, Action
 from tests.fake_telegram import BOT_USER, FakeTelegram
 
 BOT = "avatar_test_bot"
@@ -138,13 +139,13 @@ async def test_forum_topic_root_is_not_a_reply(tg):
 
 def test_callback_data_round_trip_and_limit():
     job_id = "0123456789abcdef"
-    data = buttons.encode(buttons.AGAIN, job_id)
+    data = buttons.encode(Action.AGAIN, job_id)
     assert len(data.encode()) <= 64
-    assert buttons.decode(data) == buttons.ButtonPress("a", job_id)
+    assert buttons.decode(data) == buttons.ButtonPress(Action.AGAIN, job_id)
     assert buttons.decode("x:1") is None and buttons.decode("garbage") is None and buttons.decode(None) is None
     with pytest.raises(ValueError):
-        buttons.encode(buttons.DELETE, "j" * 70)
-    keyboard = buttons.clip_keyboard(job_id).to_dict()["inline_keyboard"][0]
+        buttons.encode(Action.DELETE, "j" * 70)
+    keyboard = buttons.keyboard(CLIP_ACTIONS, job_id).to_dict()["inline_keyboard"][0]
     assert [b["callback_data"] for b in keyboard] == ["a:" + job_id, "d:" + job_id]
 
 

@@ -15,17 +15,17 @@ from typing import Protocol
 import numpy as np
 
 from avatarbot.media.types import Audio, Photo
-from avatarbot.settings import Quality
+from avatarbot.vocab import QUALITY_TABLE, Quality
 
 FPS = 25  # HunyuanVideo-Avatar renders 25 fps; every engine uses the same rate
 
 # The short side of the rendered video for each quality preset (HunyuanVideo-Avatar's buckets).
-QUALITY_SHORT_SIDE: dict[str, int] = {"fast": 384, "standard": 512, "high": 704}
+QUALITY_SHORT_SIDE: dict[str, int] = {quality: preset.short_side for quality, preset in QUALITY_TABLE.items()}
 
 
 @dataclass(frozen=True)
 class RenderOptions:
-    quality: Quality = "standard"
+    quality: Quality = Quality.STANDARD
     motion: float = 1.0  # head-motion intensity, 0 (still) .. 2 (lively)
     seed: int = 0
     prompt: str = ""  # optional scene description for engines that take one

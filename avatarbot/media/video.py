@@ -310,6 +310,7 @@ def fit_to_size(src: Path, max_bytes: int, out: Path) -> Path:
     raise EncodeError(
         messages.clip_too_big(max_bytes),
         detail=f"{src} ({info.duration:.1f} s, {src.stat().st_size} bytes) can't fit in {max_bytes} bytes",
+        params={"limit_bytes": max_bytes},
     )
 
 

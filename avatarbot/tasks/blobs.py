@@ -25,6 +25,7 @@ import redis
 
 from avatarbot import messages
 from avatarbot.errors import FileTooBigError
+from avatarbot.tasks import keys
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +59,14 @@ def _check_key(key: str) -> None:
 
 
 class RedisBlobStore:
-    def __init__(self, client: redis.Redis, *, ttl_s: int, max_bytes: int, prefix: str = "avatarbot"):
+    def __init__(self, client: redis.Redis, *, ttl_s: int, max_bytes: int, prefix: str = keys.PREFIX):
         self.redis = client
         self.ttl_s = ttl_s
         self.max_bytes = max_bytes
         self.prefix = prefix
 
     def _name(self, key: str) -> str:
-        return f"{self.prefix}:blob:{key}"
+        return keys.blob(key, self.prefix)
 
     def put(self, data: bytes, suffix: str) -> str:
         _check_size(data, self.max_bytes)

@@ -12,6 +12,8 @@ import json
 
 import redis
 
+from avatarbot.tasks import keys
+
 
 def dedup_key(platform: str, user_id: str, inputs: dict[str, str], choices: dict) -> str:
     material = json.dumps([platform, user_id, inputs, choices], sort_keys=True, separators=(",", ":"))
@@ -19,13 +21,13 @@ def dedup_key(platform: str, user_id: str, inputs: dict[str, str], choices: dict
 
 
 class Deduplicator:
-    def __init__(self, client: redis.Redis, *, window_s: int, prefix: str = "avatarbot"):
+    def __init__(self, client: redis.Redis, *, window_s: int, prefix: str = keys.PREFIX):
         self.redis = client
         self.window_s = window_s
         self.prefix = prefix
 
     def _name(self, key: str) -> str:
-        return f"{self.prefix}:dedup:{key}"
+        return keys.dedup(key, self.prefix)
 
     def claim(self, key: str, job_id: str) -> str | None:
         """Register `job_id` for `key`; None if it is now ours, else the job id already there."""

@@ -31,24 +31,26 @@ from typing import Any
 
 import redis
 
-PREFIX = "avatarbot"
+from avatarbot.tasks import keys
+from avatarbot.vocab import ACTIVE_STATES, OUTCOME_STATES, JobState
 
-QUEUED = "queued"
-RUNNING = "running"
-ENCODING = "encoding"
-DONE = "done"
-DELIVERED = "delivered"
-FAILED = "failed"
-CANCELLED = "cancelled"
+PREFIX = keys.PREFIX
 
-ACTIVE_STATES = frozenset({QUEUED, RUNNING, ENCODING})
-OUTCOME_STATES = frozenset({DONE, FAILED, CANCELLED})  # finished, waiting to be delivered
-ALL_STATES = ACTIVE_STATES | OUTCOME_STATES | {DELIVERED}
+# The states (their one owner is `avatarbot.vocab.JobState`), under the short names the
+# scripts and the worker use.
+QUEUED = JobState.QUEUED
+RUNNING = JobState.RUNNING
+ENCODING = JobState.ENCODING
+DONE = JobState.DONE
+DELIVERED = JobState.DELIVERED
+FAILED = JobState.FAILED
+CANCELLED = JobState.CANCELLED
+ALL_STATES = frozenset(JobState)
 
 
 @dataclass(frozen=True)
 class Requester:
-    platform: str  # "telegram" | "discord" | "cli"
+    platform: str  # a `vocab.Platform`
     user_id: str
     server_id: str | None = None  # guild id / group chat id, for per-server quotas
     display_name: str = ""
@@ -87,7 +89,8 @@ class Job:
     total: int = 0
     eta_s: float | None = None
     error_code: str | None = None
-    user_message: str | None = None
+    user_message: str | None = None  # the failure as said in English
+    error_params: dict = field(default_factory=dict)  # the failure's numbers, to say it in any language
     status_message_id: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
@@ -120,7 +123,7 @@ class Job:
         return self.delivered_at is not None
 
 
-_JSON_FIELDS = ("requester", "reply_target", "options", "inputs", "delivery", "notes")
+_JSON_FIELDS = ("requester", "reply_target", "options", "inputs", "delivery", "notes", "error_params")
 _FLOAT_FIELDS = (
     "eta_s", "created_at", "updated_at", "started_at", "finished_at", "delivered_at",
     "duration", "work_s",
@@ -363,9 +366,6 @@ class JobStore:
         return cls(redis_client(settings), result_ttl_s=settings.jobs.result_ttl_s)
 
     # --- keys --------------------------------------------------------------------------------------
-    def key(self, *parts: str) -> str:
-        return ":".join((self.prefix, *parts))
-
     def _args(self, job_id: str, *rest) -> list:
         return [self.prefix, job_id, *rest]
 
@@ -411,68 +411,68 @@ class JobStore:
             "version": 1,
         }
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self.key("job", job.id), mapping={k: _encode(v) for k, v in record.items()})
+        pipe.hset(keys.job(job.id, self.prefix), mapping={k: _encode(v) for k, v in record.items()})
         # A job waiting longer than this in the queue is abandoned; it is refreshed when it ends.
-        pipe.expire(self.key("job", job.id), self.result_ttl_s)
-        pipe.zadd(self.key("queue"), {job.id: now})
-        pipe.zadd(self.key("pending", requester.platform), {job.id: now})
-        pipe.zadd(self.key("jobs", requester.platform), {job.id: now})
-        pipe.zremrangebyscore(self.key("jobs", requester.platform), 0, now - self.result_ttl_s)
-        pipe.sadd(self.key("active", requester.platform, requester.user_id), job.id)
-        pipe.incr(self.key("changes", requester.platform))
-        pipe.incr(self.key("queue_changes"))
+        pipe.expire(keys.job(job.id, self.prefix), self.result_ttl_s)
+        pipe.zadd(keys.queue(self.prefix), {job.id: now})
+        pipe.zadd(keys.pending(requester.platform, self.prefix), {job.id: now})
+        pipe.zadd(keys.jobs_of(requester.platform, self.prefix), {job.id: now})
+        pipe.zremrangebyscore(keys.jobs_of(requester.platform, self.prefix), 0, now - self.result_ttl_s)
+        pipe.sadd(keys.active(requester.platform, requester.user_id, self.prefix), job.id)
+        pipe.incr(keys.changes(requester.platform, self.prefix))
+        pipe.incr(keys.queue_changes(self.prefix))
         pipe.execute()
         return job
 
     def get(self, job_id: str) -> Job | None:
-        raw = self.redis.hgetall(self.key("job", job_id))
+        raw = self.redis.hgetall(keys.job(job_id, self.prefix))
         return _decode_job(raw) if raw.get("state") else None
 
     def get_many(self, job_ids: list[str]) -> list[Job]:
         pipe = self.redis.pipeline(transaction=False)
         for job_id in job_ids:
-            pipe.hgetall(self.key("job", job_id))
+            pipe.hgetall(keys.job(job_id, self.prefix))
         return [_decode_job(raw) for raw in pipe.execute() if raw.get("state")]
 
     def state(self, job_id: str) -> str | None:
-        return self.redis.hget(self.key("job", job_id), "state")
+        return self.redis.hget(keys.job(job_id, self.prefix), "state")
 
     def list_jobs(self, platform: str, states: set[str] | frozenset[str] | None = None) -> list[Job]:
         """This platform's jobs (within the result TTL), oldest first, optionally by state."""
         # Active jobs are never delivered, so the (short) pending index holds them all.
-        index = "pending" if states is not None and set(states) <= ACTIVE_STATES else "jobs"
-        ids = self.redis.zrange(self.key(index, platform), 0, -1)
+        index = keys.pending if states is not None and set(states) <= ACTIVE_STATES else keys.jobs_of
+        ids = self.redis.zrange(index(platform, self.prefix), 0, -1)
         jobs = self.get_many(ids)
         return [job for job in jobs if states is None or job.state in states]
 
     def pending(self, platform: str) -> list[Job]:
         """This platform's jobs that are not delivered yet, oldest first."""
-        ids = self.redis.zrange(self.key("pending", platform), 0, -1)
+        ids = self.redis.zrange(keys.pending(platform, self.prefix), 0, -1)
         jobs = self.get_many(ids)
         gone = set(ids) - {job.id for job in jobs}
         if gone:  # expired records: forget them everywhere, or they would hold a place in line
-            self.redis.zrem(self.key("pending", platform), *gone)
-            self.redis.zrem(self.key("queue"), *gone)
+            self.redis.zrem(keys.pending(platform, self.prefix), *gone)
+            self.redis.zrem(keys.queue(self.prefix), *gone)
         return jobs
 
     def change_counters(self, platform: str) -> tuple[int, int]:
         """(this platform's change counter, the queue's change counter): cheap to poll."""
-        mine, queue = self.redis.mget(self.key("changes", platform), self.key("queue_changes"))
+        mine, queue = self.redis.mget(keys.changes(platform, self.prefix), keys.queue_changes(self.prefix))
         return int(mine or 0), int(queue or 0)
 
     def queue_position(self, job_id: str) -> int | None:
         """1 for the next job to be taken, None when not waiting."""
-        rank = self.redis.zrank(self.key("queue"), job_id)
+        rank = self.redis.zrank(keys.queue(self.prefix), job_id)
         return None if rank is None else rank + 1
 
     def queue_positions(self, job_ids: list[str]) -> dict[str, int | None]:
         pipe = self.redis.pipeline(transaction=False)
         for job_id in job_ids:
-            pipe.zrank(self.key("queue"), job_id)
+            pipe.zrank(keys.queue(self.prefix), job_id)
         return {job_id: None if r is None else r + 1 for job_id, r in zip(job_ids, pipe.execute(), strict=True)}
 
     def active_count(self, platform: str, user_id: str) -> int:
-        return self.redis.scard(self.key("active", platform, user_id))
+        return self.redis.scard(keys.active(platform, user_id, self.prefix))
 
     def set_status_message(self, job_id: str, message_id: str) -> bool:
         return bool(self._set_if_exists(args=self._args(job_id, "status_message_id", message_id)))
@@ -505,10 +505,12 @@ class JobStore:
         return self._end(job_id, token, DONE, fields)
 
     def fail(
-        self, job_id: str, token: str | None, *, code: str, user_message: str, notes: list[str] | None = None
-    ) -> bool:
-        """Mark failed. `token` None: no lease check (the job never reached a worker)."""
-        fields: dict[str, Any] = {"error_code": code, "user_message": user_message}
+        self, job_id: str, token: str | None, *, code: str, user_message: str, notes: list[str] | None = None,
+        params: dict | None = None,
+    ) -> bool:  # fmt: skip
+        """Mark failed. `token` None: no lease check (the job never reached a worker). `code` and
+        `params` say what happened in a form any language can render; `user_message` in English."""
+        fields: dict[str, Any] = {"error_code": code, "user_message": user_message, "error_params": params or {}}
         if notes is not None:
             fields["notes"] = notes
         return self._end(job_id, token or "", FAILED, fields)
@@ -521,7 +523,7 @@ class JobStore:
 
     def history(self, job_id: str) -> list[tuple[str, float]]:
         """Every state the job entered after `queued`, with the time, in order."""
-        entries = self.redis.lrange(self.key("job", job_id, "history"), 0, -1)
+        entries = self.redis.lrange(keys.job_history(job_id, self.prefix), 0, -1)
         return [(state, float(at)) for state, at in (entry.split(" ") for entry in entries)]
 
     def requeue_orphan(self, job_id: str) -> bool:
@@ -530,7 +532,7 @@ class JobStore:
         return bool(self._requeue_orphan(args=self._args(job_id, time.time())))
 
     def lease_holder(self, job_id: str) -> str | None:
-        return self.redis.get(self.key("lease", job_id))
+        return self.redis.get(keys.lease(job_id, self.prefix))
 
     # --- the user's and the bot's side ------------------------------------------------------------
     def cancel(self, job_id: str, user_message: str) -> bool:
@@ -544,4 +546,4 @@ class JobStore:
         return bool(self._finish_delivery(args=self._args(job_id, time.time(), _encode(record))))
 
     def abandon_delivery(self, job_id: str) -> None:
-        self.redis.delete(self.key("delivering", job_id))
+        self.redis.delete(keys.delivering(job_id, self.prefix))

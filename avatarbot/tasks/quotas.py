@@ -13,6 +13,7 @@ import redis
 
 from avatarbot import messages
 from avatarbot.errors import QuotaError
+from avatarbot.tasks import keys
 
 WINDOW_S = 3600  # "per hour" is a rolling hour
 CONCURRENT_RETRY_HINT_S = 60.0  # a concurrent-limit refusal can't know when a job ends; a guess
@@ -97,7 +98,7 @@ def _tighter(operator: int, server: int | None) -> int:
 
 
 class Quotas:
-    def __init__(self, client: redis.Redis, prefix: str = "avatarbot"):
+    def __init__(self, client: redis.Redis, prefix: str = keys.PREFIX):
         self.redis = client
         self.prefix = prefix
         self._check = client.register_script(_CHECK_AND_RESERVE)
@@ -158,8 +159,8 @@ class Quotas:
     def release(self, job_id: str, platform: str, user_id: str, server_id: str | None) -> None:
         """Give back a reservation for a job that was never created."""
         pipe = self.redis.pipeline()
-        pipe.srem(f"{self.prefix}:active:{platform}:{user_id}", job_id)
-        pipe.zrem(f"{self.prefix}:rate:user:{platform}:{user_id}", job_id)
+        pipe.srem(keys.active(platform, user_id, self.prefix), job_id)
+        pipe.zrem(keys.rate_user(platform, user_id, self.prefix), job_id)
         if server_id:
-            pipe.zrem(f"{self.prefix}:rate:server:{platform}:{server_id}", job_id)
+            pipe.zrem(keys.rate_server(platform, server_id, self.prefix), job_id)
         pipe.execute()

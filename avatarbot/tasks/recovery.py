@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from avatarbot.tasks import keys
 from avatarbot.tasks.jobs import ENCODING, RUNNING, JobStore
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ SCAN_EVERY_LEASES = 3  # how often workers look for orphans, in lease periods
 def orphaned_jobs(store: JobStore) -> list[str]:
     """Running or encoding jobs whose lease has expired, across every platform."""
     orphans = []
-    for pending_key in store.redis.scan_iter(match=store.key("pending", "*"), count=200):
+    for pending_key in store.redis.scan_iter(match=keys.pending("*", store.prefix), count=200):
         platform = pending_key.rsplit(":", 1)[1]
         for job in store.pending(platform):
             if job.state in (RUNNING, ENCODING) and store.lease_holder(job.id) is None:

@@ -36,13 +36,17 @@ from avatarbot.tasks.app import RENDER_TASK
 from avatarbot.tasks.blobs import BlobMissingError, BlobStore, blob_store_from_settings
 from avatarbot.tasks.inputs import read_photo, read_wav
 from avatarbot.tasks.jobs import ACTIVE_STATES, ENCODING, RUNNING, Job, JobStore
+from avatarbot.vocab import QUALITY_TABLE, Stage
 
 log = logging.getLogger(__name__)
 
 HEARTBEATS_PER_LEASE = 3
 PROGRESS_INTERVAL_S = 0.5  # at most two progress writes a second, plus every change of stage
 STATE_POLL_INTERVAL_S = 0.25  # how often `should_cancel` reads the job's state from Redis
-LOWER_QUALITY = {"high": "standard", "standard": "fast"}  # the out-of-memory retry
+# The out-of-memory retry: the quality a render steps down to.
+LOWER_QUALITY = {
+    quality: preset.after_out_of_memory for quality, preset in QUALITY_TABLE.items() if preset.after_out_of_memory
+}
 # A job whose render process keeps dying (hard time limit, OOM killer, a crash in native code)
 # would otherwise be re-delivered forever by task_reject_on_worker_lost.
 MAX_ATTEMPTS = 3
@@ -178,7 +182,7 @@ class _Run:
     # --- the engine's callbacks -------------------------------------------------------------------
     def on_progress(self, progress) -> None:
         now = time.monotonic()
-        if progress.stage == "encoding":
+        if progress.stage == Stage.ENCODING:
             self.state = ENCODING  # never back to running: the encoder pulls the last frames
         changed = progress.stage != self._stage
         if changed:
@@ -314,14 +318,14 @@ class _Run:
         watch.ended()
         return clip
 
-    def _fail(self, code: str, user_message: str) -> str:
-        self.store.fail(self.job.id, self.token, code=code, user_message=user_message)
+    def _fail(self, code: str, user_message: str, params: dict | None = None) -> str:
+        self.store.fail(self.job.id, self.token, code=code, user_message=user_message, params=params)
         return f"failed:{code}"
 
     def _fail_timeout(self) -> str:
         limit = self.settings.jobs.render_time_limit_s
         log.warning("job %s: over the render time limit (%d s)", self.job.id, limit)
-        return self._fail(RenderTimeoutError.code, messages.render_timed_out(limit))
+        return self._fail(RenderTimeoutError.code, messages.render_timed_out(limit), {"limit_s": limit})
 
 
 def _progress(stage: str, step: int, total: int):

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from avatarbot.avatar.engine import QUALITY_SHORT_SIDE
 from avatarbot.avatar.hunyuan import schedule, speed
 from avatarbot.avatar.hunyuan.conditioning import (
     NEGATIVE_PROMPT,
@@ -41,7 +42,6 @@ from avatarbot.avatar.hunyuan.vae import VaeRuntime, configure_vae
 
 log = logging.getLogger(__name__)
 
-QUALITY_SHORT_SIDE = {"fast": 384, "standard": 512, "high": 704}
 DEFAULT_FPS = 25.0
 # Above this many bytes the step cache's per-frame video tokens are kept in CPU memory (a 60 s
 # clip at 704 px would otherwise hold ~15 GB of cache on the GPU).

@@ -17,6 +17,8 @@ import discord
 
 from avatarbot import errors, messages
 from avatarbot.bots.discord.limits import DISCORD_CDN_HOSTS
+from avatarbot.service import intake
+from avatarbot.service.traits import Source
 from avatarbot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,8 @@ SOUND_EXTENSIONS = (
     ".mkv",
 )
 
-DOWNLOAD_TIMEOUT_S = 60.0
+# Per read; the whole download has the flow's overall deadline (limits.download_deadline_s).
+READ_TIMEOUT_S = 60.0
 DOWNLOAD_CHUNK_BYTES = 64 * 1024
 
 
@@ -91,41 +94,34 @@ def is_sound(attachment: discord.Attachment) -> bool:
     return _extension(attachment) in SOUND_EXTENSIONS
 
 
-def _check_size(attachment: discord.Attachment, settings: Settings) -> None:
-    limit = settings.limits.max_download_bytes
-    if attachment.size <= 0:
-        raise errors.EmptyFileError(messages.EMPTY_FILE, detail=f"attachment {attachment.id} declares 0 bytes")
-    if attachment.size > limit:
-        raise errors.FileTooBigError(
-            messages.file_too_big(limit),
-            detail=f"attachment {attachment.id} declares {attachment.size} bytes",
-        )
+def source_of(attachment: discord.Attachment, settings: Settings, session: aiohttp.ClientSession) -> Source:
+    """What the flow's intake needs: the declared size and duration, and the download."""
+
+    async def fetch(cap: int) -> bytes:
+        return await download(attachment, settings, session, cap)
+
+    return Source(fetch=fetch, declared_bytes=attachment.size, duration_s=attachment.duration,
+                  name=f"attachment {attachment.id}")  # fmt: skip
 
 
 def check_photo(attachment: discord.Attachment, settings: Settings) -> None:
-    """Refuse what is plainly not a usable photo, from the metadata alone."""
+    """Refuse what is plainly not a usable photo, from the metadata alone (within the 3 s an
+    interaction must be answered in): Discord's type, then the flow's declared-size check."""
     if not is_photo(attachment):
         raise errors.NotAnImageError(
-            messages.NOT_AN_IMAGE,
-            detail=f"photo attachment has type {attachment.content_type!r}",
+            messages.NOT_AN_IMAGE, detail=f"photo attachment has type {attachment.content_type!r}"
         )
-    _check_size(attachment, settings)
+    intake.check_declared_size(source_of(attachment, settings, None), settings.limits.max_download_bytes)
 
 
 def check_sound(attachment: discord.Attachment, settings: Settings) -> None:
     """Refuse what is plainly not a usable recording, from the metadata alone."""
     if not is_sound(attachment):
         raise errors.AudioError(
-            messages.DISCORD_NOT_A_RECORDING,
-            detail=f"voice attachment has type {attachment.content_type!r}",
+            messages.NOT_A_RECORDING, detail=f"voice attachment has type {attachment.content_type!r}"
         )
-    _check_size(attachment, settings)
-    limit = settings.limits.max_audio_seconds
-    if attachment.duration is not None and attachment.duration > limit:
-        raise errors.AudioTooLongError(
-            messages.audio_too_long(attachment.duration, limit),
-            detail=f"attachment declares {attachment.duration:.1f} s",
-        )
+    source = source_of(attachment, settings, None)
+    intake.check_declared_sound(source, settings.limits.max_download_bytes, settings.limits.max_audio_seconds)
 
 
 def allowed_hosts(settings: Settings) -> tuple[str, ...]:
@@ -136,56 +132,57 @@ def _check_url(url: str, settings: Settings) -> None:
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     if host not in allowed_hosts(settings):
-        raise errors.InputError(
-            messages.DISCORD_DOWNLOAD_FAILED,
+        raise errors.DownloadError(
+            messages.DOWNLOAD_FAILED,
             detail=f"attachment host {host!r} is not a Discord CDN",
         )
     # CDN URLs never carry user info; "https://cdn.discordapp.com@other/..." is a trick to make
     # a reader see one host while the request goes to another.
     if "@" in parts.netloc:
-        raise errors.InputError(messages.DISCORD_DOWNLOAD_FAILED, detail="attachment URL carries user info")
+        raise errors.DownloadError(messages.DOWNLOAD_FAILED, detail="attachment URL carries user info")
     # Discord's own CDN is https only; a configured host (a proxy on the same network, the tests'
     # fake server) may be plain http.
     if parts.scheme != "https" and not (parts.scheme == "http" and host in settings.discord.cdn_hosts):
-        raise errors.InputError(
-            messages.DISCORD_DOWNLOAD_FAILED,
+        raise errors.DownloadError(
+            messages.DOWNLOAD_FAILED,
             detail=f"attachment URL scheme {parts.scheme!r}",
         )
 
 
-async def download(attachment: discord.Attachment, settings: Settings, session: aiohttp.ClientSession) -> bytes:
-    """The attachment's bytes, never more than the download cap, from Discord's CDN only."""
+async def download(
+    attachment: discord.Attachment, settings: Settings, session: aiohttp.ClientSession, cap: int | None = None
+) -> bytes:
+    """The attachment's bytes, never more than `cap` (default: limits.max_download_bytes), from
+    Discord's CDN only. The flow runs this under its overall download deadline; nothing here
+    retries."""
     _check_url(attachment.url, settings)
-    limit = settings.limits.max_download_bytes
+    cap = cap or settings.limits.max_download_bytes
     try:
-        timeout = aiohttp.ClientTimeout(total=DOWNLOAD_TIMEOUT_S)
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=READ_TIMEOUT_S)
         async with session.get(attachment.url, timeout=timeout, allow_redirects=False) as response:
             if response.status != 200:
-                raise errors.InputError(
-                    messages.DISCORD_DOWNLOAD_FAILED,
-                    detail=f"CDN answered {response.status} for {attachment.id}",
+                raise errors.DownloadError(
+                    messages.DOWNLOAD_FAILED, detail=f"CDN answered {response.status} for {attachment.id}"
                 )
-            if response.content_length is not None and response.content_length > limit:
+            if response.content_length is not None and response.content_length > cap:
                 raise errors.FileTooBigError(
-                    messages.file_too_big(limit),
+                    messages.file_too_big(cap),
                     detail=f"CDN sends {response.content_length} bytes",
+                    params={"limit_bytes": cap},
                 )
             chunks: list[bytes] = []
             received = 0
             async for chunk in response.content.iter_chunked(DOWNLOAD_CHUNK_BYTES):
                 received += len(chunk)
-                if received > limit:
+                if received > cap:
                     raise errors.FileTooBigError(
-                        messages.file_too_big(limit),
-                        detail=f"download of {attachment.id} passed {limit} bytes",
+                        messages.file_too_big(cap),
+                        detail=f"download of {attachment.id} passed {cap} bytes",
+                        params={"limit_bytes": cap},
                     )
                 chunks.append(chunk)
-    except (aiohttp.ClientError, TimeoutError) as error:
-        raise errors.InputError(
-            messages.DISCORD_DOWNLOAD_FAILED,
-            detail=f"download of {attachment.id} failed: {error!r}",
+    except aiohttp.ClientError as error:
+        raise errors.DownloadError(
+            messages.DOWNLOAD_FAILED, detail=f"download of {attachment.id} failed: {error!r}"
         ) from error
-    data = b"".join(chunks)
-    if not data:
-        raise errors.EmptyFileError(messages.EMPTY_FILE, detail=f"attachment {attachment.id} downloaded empty")
-    return data
+    return b"".join(chunks)

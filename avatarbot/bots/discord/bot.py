@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 
@@ -17,14 +16,12 @@ import yarl
 from discord import app_commands
 
 from avatarbot.bots.discord import commands
-from avatarbot.bots.discord.buttons import DYNAMIC_ITEMS, progress_view
-from avatarbot.bots.discord.delivery import Deliveries, final_status_text, status_text
+from avatarbot.bots.discord.buttons import DYNAMIC_ITEMS
 from avatarbot.bots.discord.requests import Requests
+from avatarbot.bots.discord.surface import DiscordSurface
 from avatarbot.settings import Settings
 
 log = logging.getLogger(__name__)
-
-PLATFORM = "discord"
 
 
 def configure_endpoints(settings: Settings) -> None:
@@ -63,14 +60,13 @@ class AvatarBot(discord.Client):
         self.tree = app_commands.CommandTree(self)
         self.tree.on_error = self._on_command_error
         self.requests = Requests(self)
-        self.deliveries: Deliveries | None = None
+        self.lifecycle = None  # the flow's Lifecycle for this surface, made in setup_hook
         self.http_session: aiohttp.ClientSession | None = None
-        self._watcher: asyncio.Task | None = None
         commands.register(self.tree, self)
 
     async def setup_hook(self) -> None:
         if self.flow is None:
-            from avatarbot.bots.flow import RequestFlow
+            from avatarbot.service.flow import RequestFlow
 
             self.flow = RequestFlow.from_settings(self.settings)
         # Buttons on messages from earlier runs keep working: Discord sends their custom_id,
@@ -78,8 +74,10 @@ class AvatarBot(discord.Client):
         self.add_dynamic_items(*DYNAMIC_ITEMS)
         self.http_session = aiohttp.ClientSession()
         await self.sync_commands()
-        self.deliveries = Deliveries(self)
-        self._watcher = asyncio.create_task(self.deliveries.run(), name="discord-deliveries")
+        from avatarbot.service.lifecycle import Lifecycle
+
+        self.lifecycle = Lifecycle(self.flow, DiscordSurface(self))
+        self.lifecycle.start()
 
     async def sync_commands(self) -> None:
         """Guild sync is instant (development); global sync can take a while to show (production)."""
@@ -97,10 +95,8 @@ class AvatarBot(discord.Client):
             log.error("command sync failed (%s); the previous commands stay", error.status)
 
     async def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        if self.lifecycle is not None:
+            await self.lifecycle.stop()
         if self.http_session is not None:
             await self.http_session.close()
         await super().close()
@@ -133,42 +129,11 @@ class AvatarBot(discord.Client):
         )
         try:
             if interaction.response.is_done():
-                await interaction.followup.send(messages.DISCORD_UNEXPECTED, ephemeral=True)
+                await interaction.followup.send(messages.UNEXPECTED, ephemeral=True)
             else:
-                await interaction.response.send_message(messages.DISCORD_UNEXPECTED, ephemeral=True)
+                await interaction.response.send_message(messages.UNEXPECTED, ephemeral=True)
         except discord.HTTPException:
             pass
-
-    # --- shared by requests and buttons --------------------------------------------------------
-    @staticmethod
-    def requester_for(user: discord.abc.User, guild_id: int | None):
-        from avatarbot.bots.flow import Requester
-
-        return Requester(
-            platform=PLATFORM,
-            user_id=str(user.id),
-            server_id=str(guild_id) if guild_id else None,
-            display_name=user.display_name,
-        )
-
-    async def post_status_message(self, job, *, reference: discord.Message | None = None) -> discord.Message:
-        """A normal channel message (bot token), so it can be edited long after any interaction."""
-        channel = self.get_partial_messageable(int(job.reply_target.chat_id))
-        position = job.queue_position
-        if position is None and job.state == "queued":
-            position = await self.flow.queue_position(job.id)
-        message = await channel.send(
-            status_text(job, position),
-            view=progress_view(job.id),
-            reference=reference.to_reference(fail_if_not_exists=False) if reference is not None else None,
-        )
-        await self.flow.set_status_message(job.id, str(message.id))
-        # A quick render can finish and be delivered before this message existed; then nobody
-        # else will ever edit it, so show the outcome now.
-        latest = await self.flow.get(job.id)
-        if latest is not None and latest.delivered:
-            await message.edit(content=final_status_text(latest), view=None)
-        return message
 
 
 async def serve(settings: Settings, token: str, *, flow=None) -> None:

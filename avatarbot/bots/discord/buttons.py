@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import discord
 
-from avatarbot import errors, messages
+from avatarbot import messages
 from avatarbot.bots.discord.limits import MAX_MODAL_TEXT_CHARS, MODERATOR_PERMISSION
+from avatarbot.bots.discord.requests import requester_of
+from avatarbot.service.traits import Action, Press
 
 if TYPE_CHECKING:
     from avatarbot.bots.discord.bot import AvatarBot
@@ -38,123 +41,83 @@ async def _reply(interaction: discord.Interaction, text: str) -> None:
 
 
 class _JobButton:
-    """What the three buttons share: parse the job id, check who pressed, report refusals.
-    Mixed into `DynamicItem` subclasses (a DynamicItem subclass must declare its template)."""
+    """What the three buttons share: the job id in the custom_id, the press handed to the flow
+    (which checks it against the message it came from and who pressed). Mixed into
+    `DynamicItem` subclasses (a DynamicItem subclass must declare its template)."""
 
-    action = ""
+    action: Action
     label = ""
     style = discord.ButtonStyle.secondary
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         super().__init__(
-            discord.ui.Button(
-                label=self.label,
-                style=self.style,
-                custom_id=f"avatarbot:{self.action}:{job_id}",
-            )
+            discord.ui.Button(label=self.label, style=self.style, custom_id=f"avatarbot:{self.action}:{job_id}")
         )
 
     @classmethod
-    async def from_custom_id(
-        cls,
-        interaction: discord.Interaction,
-        item: discord.ui.Item,
-        match: re.Match[str],
-    ):
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item, match: re.Match[str]):
         return cls(match["job_id"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
         bot: AvatarBot = interaction.client  # type: ignore[assignment]
-        job = await bot.flow.get(self.job_id)
-        if job is None:
-            # The record expired; only a moderator may still clean up.
-            if self.action == "delete" and is_moderator(interaction):
-                await self.handle(interaction, bot, None)
-                return
-            await _reply(interaction, messages.DISCORD_JOB_GONE)
-            return
-        if str(interaction.user.id) != job.requester.user_id and not is_moderator(interaction):
-            await _reply(interaction, messages.DISCORD_NOT_YOURS)
-            return
+
+        async def moderator() -> bool:
+            return is_moderator(interaction)
+
+        async def acknowledge() -> None:  # Again takes a moment: answer within Discord's 3 s first
+            await interaction.response.defer(ephemeral=True, thinking=True)
+
+        press = Press(
+            self.action,
+            self.job_id,
+            str(interaction.channel_id),
+            str(interaction.message.id) if interaction.message is not None else None,
+            requester_of(interaction.user, interaction.guild_id),
+            moderator,
+            acknowledge,
+        )
         try:
-            await self.handle(interaction, bot, job)
-        except errors.AvatarbotError as error:
-            log.info("%s on job %s refused: %s", self.action, self.job_id, error.detail)
-            await _reply(interaction, error.user_message)
+            outcome = await bot.lifecycle.press(press)
         except Exception:
             log.exception("%s on job %s failed", self.action, self.job_id)
-            await _reply(interaction, messages.DISCORD_UNEXPECTED)
-
-    async def handle(self, interaction: discord.Interaction, bot: AvatarBot, job) -> None:
-        raise NotImplementedError
-
-
-class CancelButton(
-    _JobButton,
-    discord.ui.DynamicItem[discord.ui.Button],
-    template=rf"avatarbot:cancel:{_JOB_ID}",
-):
-    action = "cancel"
-    label = messages.DISCORD_BUTTON_CANCEL
-    style = discord.ButtonStyle.danger
-
-    async def handle(self, interaction, bot, job) -> None:
-        if not job.active:
-            await _reply(interaction, messages.DISCORD_ALREADY_FINISHED)
+            await _reply(interaction, messages.UNEXPECTED)
             return
-        requester = str(interaction.user.id) == job.requester.user_id
-        if await bot.flow.cancel(job.id, str(interaction.user.id), force=not requester):
-            await _reply(interaction, messages.DISCORD_CANCELLING)
-        else:  # it ended between the press and now
-            await _reply(interaction, messages.DISCORD_ALREADY_FINISHED)
-
-
-class AgainButton(
-    _JobButton,
-    discord.ui.DynamicItem[discord.ui.Button],
-    template=rf"avatarbot:again:{_JOB_ID}",
-):
-    action = "again"
-    label = messages.DISCORD_BUTTON_AGAIN
-    style = discord.ButtonStyle.primary
-
-    async def handle(self, interaction, bot, job) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        new_job = await bot.flow.again(job.id, bot.requester_for(interaction.user, interaction.guild_id))
-        await bot.post_status_message(new_job, reference=interaction.message)
-        await interaction.followup.send(messages.DISCORD_AGAIN_STARTED, ephemeral=True)
-
-
-class DeleteButton(
-    _JobButton,
-    discord.ui.DynamicItem[discord.ui.Button],
-    template=rf"avatarbot:delete:{_JOB_ID}",
-):
-    action = "delete"
-    label = messages.DISCORD_BUTTON_DELETE
-
-    async def handle(self, interaction, bot, job) -> None:
-        await interaction.response.send_message(messages.DISCORD_DELETED, ephemeral=True)
-        if interaction.message is not None:
-            # The clip message belongs to the bot, so the bot token may delete it at any age.
+        await _reply(interaction, outcome.text)
+        if outcome.delete_message and interaction.message is not None:
+            # The message belongs to the bot, so the bot token may delete it at any age.
             await interaction.message.delete()
 
 
-def progress_view(job_id: str) -> discord.ui.View:
+class CancelButton(_JobButton, discord.ui.DynamicItem[discord.ui.Button], template=rf"avatarbot:cancel:{_JOB_ID}"):
+    action = Action.CANCEL
+    label = messages.BUTTON_CANCEL
+    style = discord.ButtonStyle.danger
+
+
+class AgainButton(_JobButton, discord.ui.DynamicItem[discord.ui.Button], template=rf"avatarbot:again:{_JOB_ID}"):
+    action = Action.AGAIN
+    label = messages.BUTTON_AGAIN
+    style = discord.ButtonStyle.primary
+
+
+class DeleteButton(_JobButton, discord.ui.DynamicItem[discord.ui.Button], template=rf"avatarbot:delete:{_JOB_ID}"):
+    action = Action.DELETE
+    label = messages.BUTTON_DELETE
+
+
+_BUTTONS = {Action.CANCEL: CancelButton, Action.AGAIN: AgainButton, Action.DELETE: DeleteButton}
+DYNAMIC_ITEMS = tuple(_BUTTONS.values())
+
+
+def view_for(actions: Sequence[Action], job_id: str) -> discord.ui.View | None:
+    """Buttons for these actions (None: no buttons; an edit with None removes them)."""
+    if not actions:
+        return None
     view = discord.ui.View(timeout=None)
-    view.add_item(CancelButton(job_id))
+    for action in actions:
+        view.add_item(_BUTTONS[action](job_id))
     return view
-
-
-def result_view(job_id: str) -> discord.ui.View:
-    view = discord.ui.View(timeout=None)
-    view.add_item(AgainButton(job_id))
-    view.add_item(DeleteButton(job_id))
-    return view
-
-
-DYNAMIC_ITEMS = (CancelButton, AgainButton, DeleteButton)
 
 
 class AnimateModal(discord.ui.Modal):

@@ -15,6 +15,7 @@ from avatarbot.bots.discord.limits import MAX_AUTOCOMPLETE_CHOICES
 from avatarbot.bots.discord.requests import Inputs, check_can_post, first_photo
 from avatarbot.bots.discord.server_settings import ServerSettings, channel_list_after
 from avatarbot.tts import find_voice, search_voices
+from avatarbot.vocab import Quality
 
 if TYPE_CHECKING:
     from avatarbot.bots.discord.bot import AvatarBot
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 D = messages.DISCORD_DESCRIBE
-QUALITIES = ("fast", "standard", "high")
+QUALITIES = tuple(Quality)
 QUALITY_CHOICES = [app_commands.Choice(name=q, value=q) for q in QUALITIES]
 MOTION_CHOICES = [app_commands.Choice(name=name, value=name) for name in messages.DISCORD_MOTION_CHOICES]
 
@@ -94,7 +95,7 @@ def register(tree: app_commands.CommandTree, bot: AvatarBot) -> None:
     )
 
     async def _answer_with_summary(interaction: discord.Interaction, prefix: str = "") -> None:
-        current = await ServerSettings.load(bot.flow.chat_settings, interaction.guild_id)
+        current = await ServerSettings.load(bot.flow.chat_config, interaction.guild_id)
         text = current.summary(settings.tts.default_voice, settings.render.quality)
         await interaction.response.send_message((prefix + " " + text).strip(), ephemeral=True)
 
@@ -109,7 +110,7 @@ def register(tree: app_commands.CommandTree, bot: AvatarBot) -> None:
         channel: discord.TextChannel | discord.Thread | discord.ForumChannel,
         allow: bool = True,
     ) -> None:
-        current = await ServerSettings.load(bot.flow.chat_settings, interaction.guild_id)
+        current = await ServerSettings.load(bot.flow.chat_config, interaction.guild_id)
         await current.save(allowed_channels=channel_list_after(current, channel, allow))
         await _answer_with_summary(interaction, messages.DISCORD_SETTINGS_SAVED)
 
@@ -131,7 +132,7 @@ def register(tree: app_commands.CommandTree, bot: AvatarBot) -> None:
             return
         if quality:
             values["quality"] = quality.value
-        current = await ServerSettings.load(bot.flow.chat_settings, interaction.guild_id)
+        current = await ServerSettings.load(bot.flow.chat_config, interaction.guild_id)
         if values:
             await current.save(**values)
         await _answer_with_summary(interaction, messages.DISCORD_SETTINGS_SAVED if values else "")
@@ -139,7 +140,7 @@ def register(tree: app_commands.CommandTree, bot: AvatarBot) -> None:
     @server_group.command(name="user-limit", description=D["settings_user_limit"])
     @app_commands.describe(per_hour=D["settings_per_hour"])
     async def settings_user_limit(interaction: discord.Interaction, per_hour: app_commands.Range[int, 0, 1000]) -> None:
-        current = await ServerSettings.load(bot.flow.chat_settings, interaction.guild_id)
+        current = await ServerSettings.load(bot.flow.chat_config, interaction.guild_id)
         # 0 removes the server's own limit, so the bot-wide jobs.max_per_user_per_hour applies.
         await current.save(max_per_user_per_hour=per_hour or None)
         await _answer_with_summary(interaction, messages.DISCORD_SETTINGS_SAVED)

@@ -1,8 +1,8 @@
-"""Turning Discord events (slash command, modal, voice reply) into requests to the shared flow.
+"""Turning Discord events (slash command, modal, voice reply) into requests to the flow.
 
-Every path does the same three things in the same order: check what Discord told us about the
-attachments (no download yet), acknowledge (interactions must be answered within 3 s), then
-download, submit to the flow and post a status message with the bot token. Refusals are
+Every path does the same in the same order: check what Discord told us about the attachments
+(no download yet) and whether we may post here, defer the interaction (it must be answered within
+3 s), then hand the request to the flow's lifecycle with an `Answer` for it. Refusals are
 ephemeral where Discord allows it (interactions) and a short reply otherwise.
 """
 
@@ -17,7 +17,9 @@ import discord
 from avatarbot import errors, messages
 from avatarbot.bots.discord import attachments
 from avatarbot.bots.discord.server_settings import ServerSettings
+from avatarbot.tasks.jobs import ReplyTarget, Requester
 from avatarbot.tts import clean_text, find_voice
+from avatarbot.vocab import Platform
 
 if TYPE_CHECKING:
     from avatarbot.bots.discord.bot import AvatarBot
@@ -33,6 +35,16 @@ class Inputs:
     voice_name: str | None = None
     quality: str | None = None
     motion: float | None = None
+
+
+def requester_of(user: discord.abc.User, guild_id: int | None) -> Requester:
+    """Who asks (or presses), and on which server their quotas count."""
+    return Requester(
+        platform=Platform.DISCORD,
+        user_id=str(user.id),
+        server_id=str(guild_id) if guild_id else None,
+        display_name=user.display_name,
+    )
 
 
 def first_photo(message: discord.Message) -> discord.Attachment | None:
@@ -112,45 +124,18 @@ class Requests:
         return True
 
     async def _submit_for_interaction(
-        self,
-        interaction: discord.Interaction,
-        inputs: Inputs,
-        reply_to: discord.Message | None,
+        self, interaction: discord.Interaction, inputs: Inputs, reply_to: discord.Message | None
     ) -> None:
-        try:
-            job = await self._submit(
-                user=interaction.user,
-                guild_id=interaction.guild_id,
-                channel=interaction.channel,
-                channel_id=interaction.channel_id,
-                reply_to=reply_to,
-                inputs=inputs,
-                upload_limit=interaction.filesize_limit,
-            )
-        except errors.AvatarbotError as error:
-            log.info(
-                "request from %s refused: %s (%s)",
-                interaction.user.id,
-                error.detail,
-                error.code,
-            )
-            await self._followup(interaction, error.user_message)
-            return
-        except Exception:
-            log.exception("request from %s failed", interaction.user.id)
-            await self._followup(interaction, messages.DISCORD_UNEXPECTED)
-            return
-        if not job.duplicate:
-            await self.bot.post_status_message(job, reference=reply_to)
-        await self._followup(interaction, messages.DISCORD_STARTED)
-
-    @staticmethod
-    async def _followup(interaction: discord.Interaction, text: str) -> None:
-        try:
-            await interaction.followup.send(text, ephemeral=True)
-        except discord.HTTPException as error:
-            # The interaction token may have expired (15 min); the status message carries on.
-            log.warning("could not answer interaction %s: %s", interaction.id, error.status)
+        await self._submit(
+            InteractionAnswer(interaction),
+            user=interaction.user,
+            guild_id=interaction.guild_id,
+            channel=interaction.channel,
+            channel_id=interaction.channel_id,
+            reply_to=reply_to,
+            inputs=inputs,
+            upload_limit=interaction.filesize_limit,
+        )
 
     # --- a voice message or audio file replying to a photo ---------------------------------------
     async def from_reply(self, message: discord.Message) -> None:
@@ -166,31 +151,24 @@ class Requests:
         if photo is None:
             return
         inputs = Inputs(photo=photo, sound=sound)
+        answer = ReplyAnswer(message)
         try:
             self.check_inputs(inputs)
-            job = await self._submit(
-                user=message.author,
-                guild_id=message.guild.id if message.guild else None,
-                channel=message.channel,
-                channel_id=message.channel.id,
-                reply_to=message,
-                inputs=inputs,
-                upload_limit=message.guild.filesize_limit if message.guild else None,
-            )
-        except errors.ChannelNotAllowedError as error:
-            log.info("ignored reply in %s: %s", message.channel.id, error.detail)
-            return
         except errors.AvatarbotError as error:
-            log.info(
-                "reply request from %s refused: %s (%s)",
-                message.author.id,
-                error.detail,
-                error.code,
-            )
-            await message.reply(error.user_message, mention_author=False)
+            log.info("reply request from %s refused: %s (%s)", message.author.id, error.detail, error.code)
+            await answer.say(error.user_message)
             return
-        if not job.duplicate:
-            await self.bot.post_status_message(job, reference=message)
+        await self._submit(
+            answer,
+            user=message.author,
+            guild_id=message.guild.id if message.guild else None,
+            channel=message.channel,
+            channel_id=message.channel.id,
+            reply_to=message,
+            inputs=inputs,
+            upload_limit=message.guild.filesize_limit if message.guild else None,
+            quiet_outside_allowed_channels=True,
+        )
 
     async def _referenced(self, message: discord.Message) -> discord.Message | None:
         resolved = message.reference.resolved
@@ -203,43 +181,81 @@ class Requests:
 
     # --- the shared part ---------------------------------------------------------------------------
     async def _submit(
-        self,
-        *,
-        user: discord.abc.User,
-        guild_id: int | None,
-        channel,
-        channel_id: int | None,
-        reply_to: discord.Message | None,
-        inputs: Inputs,
-        upload_limit: int | None,
-    ):
-        from avatarbot.bots.flow import RenderRequest, ReplyTarget
+        self, answer, *, user: discord.abc.User, guild_id: int | None, channel, channel_id: int | None,
+        reply_to: discord.Message | None, inputs: Inputs, upload_limit: int | None,
+        quiet_outside_allowed_channels: bool = False,
+    ) -> None:  # fmt: skip
+        server = await ServerSettings.load(self.bot.flow.chat_config, guild_id)
+        try:
+            server.check_channel(channel)
+        except errors.ChannelNotAllowedError as error:
+            log.info("request in %s refused: %s", getattr(channel, "id", None), error.detail)
+            if not quiet_outside_allowed_channels:
+                await answer.say(error.user_message)
+            return
+        extra = {"guild_id": str(guild_id) if guild_id else None, "upload_limit": upload_limit}
+        target = ReplyTarget(
+            chat_id=str(channel_id),
+            message_id=str(reply_to.id) if reply_to is not None else None,
+            extra={key: value for key, value in extra.items() if value is not None},
+        )
+        await self.bot.lifecycle.handle_request(
+            answer,
+            requester_of(user, guild_id),
+            target,
+            attachments.source_of(inputs.photo, self.settings, self.bot.http_session),
+            attachments.source_of(inputs.sound, self.settings, self.bot.http_session) if inputs.sound else None,
+            inputs.text,
+            voice_name=inputs.voice_name,
+            quality=inputs.quality,
+            motion=inputs.motion,
+        )
 
-        server = await ServerSettings.load(self.bot.flow.chat_settings, guild_id)
-        server.check_channel(channel)
-        requester = self.bot.requester_for(user, guild_id)
-        async with self.bot.flow.intake(requester):  # a refusal costs no download
-            photo = await attachments.download(inputs.photo, self.settings, self.bot.http_session)
-            audio = None
-            if inputs.sound is not None:
-                audio = await attachments.download(inputs.sound, self.settings, self.bot.http_session)
-            request = RenderRequest(
-                photo=photo,
-                audio=audio,
-                text=inputs.text if audio is None else None,
-                voice_name=inputs.voice_name or server.voice,
-                quality=inputs.quality or server.quality,
-                motion=inputs.motion,
-            )
-            extra = {
-                "guild_id": str(guild_id) if guild_id else None,
-                "upload_limit": upload_limit,
-            }
-            target = ReplyTarget(
-                chat_id=str(channel_id),
-                message_id=str(reply_to.id) if reply_to is not None else None,
-                extra={key: value for key, value in extra.items() if value is not None},
-            )
-            # Per-user limits set with /avatar-settings live in the same chat settings; the flow
-            # reads them by server id when it reserves the quota.
-            return await self.bot.flow.submit(requester, target, request)
+
+class InteractionAnswer:
+    """Answers a slash command or modal, already deferred (ephemeral) within Discord's 3 s:
+    everything else is an ephemeral followup. The deferral is private, so the job's status
+    message is a new channel message."""
+
+    status_message_id = None
+
+    def __init__(self, interaction: discord.Interaction) -> None:
+        self.interaction = interaction
+
+    async def acknowledge(self) -> None:
+        """The adapter deferred the interaction before handing it over."""
+
+    async def say(self, text: str) -> None:
+        try:
+            if self.interaction.response.is_done():
+                await self.interaction.followup.send(text, ephemeral=True)
+            else:
+                await self.interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException as error:
+            # The interaction token may have expired (15 min); the status message carries on.
+            log.warning("could not answer interaction %s: %s", self.interaction.id, error.status)
+
+    async def started(self, text: str) -> None:
+        await self.say(text)
+
+
+class ReplyAnswer:
+    """Answers a voice message replying to a photo: refusals as a reply; the job's status
+    message (posted by the flow) says the rest."""
+
+    status_message_id = None
+
+    def __init__(self, message: discord.Message) -> None:
+        self.message = message
+
+    async def acknowledge(self) -> None:
+        pass
+
+    async def say(self, text: str) -> None:
+        try:
+            await self.message.reply(text, mention_author=False)
+        except discord.HTTPException as error:
+            log.warning("could not answer message %s: %s", self.message.id, error.status)
+
+    async def started(self, text: str) -> None:
+        pass

@@ -2,7 +2,7 @@
 
 Stored with the flow's `ChatSettings` (Redis) under the guild id, so every bot process, and the
 flow's quota check (it reads `max_per_user_per_hour` for the requester's server), sees the same
-values. Keys (documented in `avatarbot.bots.chat_settings`): `allowed_channels` (channel ids as
+values. Keys (registered in `avatarbot.service.chat_config`): `allowed_channels` (channel ids as
 strings; empty means everywhere), `default_voice`, `quality`, `max_per_user_per_hour`.
 """
 
@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 import discord
 
 from avatarbot import errors, messages
+from avatarbot.vocab import Platform
 
-PLATFORM = "discord"
+PLATFORM = Platform.DISCORD
 
 
 @dataclass
@@ -25,21 +26,20 @@ class ServerSettings:
     quality: str | None = None
     max_per_user_per_hour: int | None = None
 
-    store: object = None  # the flow's ChatSettings
+    store: object = None  # the flow's ChatConfigStore
 
     @classmethod
     async def load(cls, store, guild_id: int | None) -> ServerSettings:
         if guild_id is None:  # direct messages: no server, no server settings
             return cls(store=store)
-        values = await store.get(PLATFORM, str(guild_id))
-        per_hour = values.get("max_per_user_per_hour")
+        config = await store.get(PLATFORM, str(guild_id))
         return cls(
             store=store,
             guild_id=guild_id,
-            allowed_channels=[str(c) for c in values.get("allowed_channels") or []],
-            voice=values.get("default_voice") or None,
-            quality=values.get("quality") or None,
-            max_per_user_per_hour=int(per_hour) if per_hour else None,
+            allowed_channels=list(config.allowed_channels),
+            voice=config.default_voice,
+            quality=config.quality,
+            max_per_user_per_hour=config.max_per_user_per_hour,
         )
 
     async def save(self, **values) -> None:

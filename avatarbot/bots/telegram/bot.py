@@ -1,6 +1,6 @@
 """The Telegram adapter: PTB handlers that turn updates into request-flow calls.
 
-Everything about *what* a request is and how it is rendered lives in `avatarbot.bots.flow`;
+Everything about *what* a request is and how it is rendered lives in `avatarbot.service.flow`;
 reading a message is `requests.py`, downloads `files.py`, and posting progress and clips
 `delivery.py`. This module wires them into a PTB Application and answers commands and buttons.
 """
@@ -12,7 +12,7 @@ import logging
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from telegram import BotCommand, CallbackQuery, Message, ReplyParameters, Update
+from telegram import BotCommand, Message, Update
 from telegram.constants import ChatMemberStatus, ChatType, MessageLimit
 from telegram.error import BadRequest, NetworkError, TelegramError
 from telegram.ext import (
@@ -27,15 +27,20 @@ from telegram.ext import (
 )
 
 from avatarbot import messages
-from avatarbot.bots.flow import RenderRequest, ReplyTarget, Requester, RequestFlow
-from avatarbot.errors import AudioTooLongError, AvatarbotError, UnknownVoiceError
+from avatarbot.errors import UnknownVoiceError
+from avatarbot.service import replies
+from avatarbot.service.flow import ReplyTarget, Requester, RequestFlow
+from avatarbot.service.lifecycle import Lifecycle
+from avatarbot.service.traits import Press, Source
 from avatarbot.settings import Settings
 from avatarbot.tasks.jobs import ACTIVE_STATES
+from avatarbot.vocab import Platform, Quality
 
 from . import buttons, files, ratelimit, redact, retries
-from .delivery import PLATFORM, Delivery, int_or_none, status_text
-from .requests import Parsed, parse
-from .retries import call_with_retries
+from .requests import Attachment, Parsed, parse
+from .surface import TelegramAnswer, TelegramSurface, send_reply
+
+PLATFORM = Platform.TELEGRAM
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +54,6 @@ STARTUP_BACKOFF_MAX_S = 60.0
 MAX_CONCURRENT_UPDATES = 2048
 # Long-poll timeout for getUpdates.
 POLL_TIMEOUT = timedelta(seconds=10)
-QUALITIES = ("fast", "standard", "high")
-# Chat setting (Redis, per chat): a photo's plain caption, without /animate, is a request.
-CAPTION_REQUESTS = "telegram_caption_requests"
 ADMIN_STATUSES = {ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER}
 COMMANDS = [BotCommand(name, description) for name, description in messages.TELEGRAM_COMMANDS.items()]
 
@@ -69,7 +71,7 @@ class TelegramBot:
         self._owns_flow = flow is None
         self.flow = flow or RequestFlow.from_settings(settings)
         self.application: Application | None = None
-        self.delivery: Delivery | None = None
+        self.lifecycle: Lifecycle | None = None
 
     # --- wiring ----------------------------------------------------------------------------------
     def build_application(self) -> Application:
@@ -102,7 +104,7 @@ class TelegramBot:
         """Poll for updates and deliver jobs until the block exits."""
         application = self.application or self.build_application()
         await self._initialize(application)
-        self.delivery = Delivery(application.bot, self.flow, self.settings)
+        self.lifecycle = Lifecycle(self.flow, TelegramSurface(application.bot, self.settings))
         try:
             await application.bot.set_my_commands(COMMANDS)
         except TelegramError as error:
@@ -111,12 +113,12 @@ class TelegramBot:
         await application.updater.start_polling(
             timeout=POLL_TIMEOUT, bootstrap_retries=-1, error_callback=self._on_poll_error
         )
-        self.delivery.start()
+        self.lifecycle.start()
         log.info("telegram bot @%s is running", application.bot.username)
         try:
             yield self
         finally:
-            await self.delivery.stop()
+            await self.lifecycle.stop()
             if application.updater.running:
                 await application.updater.stop()
             await application.stop()
@@ -153,9 +155,9 @@ class TelegramBot:
             return
         try:
             if update.callback_query is not None:
-                await update.callback_query.answer(messages.TELEGRAM_UNEXPECTED)
+                await update.callback_query.answer(messages.UNEXPECTED)
             elif update.effective_message is not None:
-                await self._reply(update.effective_message, messages.TELEGRAM_UNEXPECTED)
+                await self._reply(update.effective_message, messages.UNEXPECTED)
         except TelegramError as error:
             log.info("could not apologise for update %s: %s", update.update_id, error)
 
@@ -174,14 +176,7 @@ class TelegramBot:
     async def _reply(self, message: Message, text: str, **kwargs) -> Message | None:
         """A reply in the same chat and topic. Failing to say something is logged, not raised."""
         try:
-            return await call_with_retries(
-                message.get_bot().send_message,
-                chat_id=message.chat_id,
-                text=text[: MessageLimit.MAX_TEXT_LENGTH],
-                message_thread_id=message.message_thread_id if message.is_topic_message else None,
-                reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
-                **kwargs,
-            )
+            return await send_reply(message, text, **kwargs)
         except TelegramError as error:
             log.warning("reply in chat %s failed: %s", message.chat_id, error)
             return None
@@ -248,7 +243,7 @@ class TelegramBot:
             await self._reply(message, messages.TELEGRAM_NOTHING_TO_CANCEL)
             return
         await self.flow.cancel(job.id, str(message.from_user.id))
-        await self._reply(message, messages.TELEGRAM_CANCELLING)
+        await self._reply(message, messages.CANCELLING)
 
     async def _on_status(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
@@ -256,20 +251,21 @@ class TelegramBot:
         if job is None:
             await self._reply(message, messages.TELEGRAM_NOTHING_TO_CANCEL)
             return
-        await self._reply(message, await status_text(self.flow, job))
+        await self._reply(message, replies.status(job))
 
     async def _on_settings(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         chat = message.chat
-        current = await self.flow.chat_settings.get(PLATFORM, str(chat.id))
+        current = await self.flow.chat_config.get(PLATFORM, str(chat.id))
         args = context.args or []
         if not args:
             await self._reply(
                 message,
                 messages.telegram_settings(
-                    current.get("default_voice") or self.settings.tts.default_voice,
-                    current.get("quality") or self.settings.render.quality,
-                    bool(current.get(CAPTION_REQUESTS)),
+                    current.default_voice or self.settings.tts.default_voice,
+                    current.quality or self.settings.render.quality,
+                    current.caption_requests,
+                    current.clip_captions,
                 ),
             )
             return
@@ -285,11 +281,13 @@ class TelegramBot:
             except UnknownVoiceError as error:
                 await self._reply(message, error.user_message)
                 return
-            await self.flow.chat_settings.update(PLATFORM, str(chat.id), default_voice=voice.name)
-        elif name == "quality" and value.lower() in QUALITIES:
-            await self.flow.chat_settings.update(PLATFORM, str(chat.id), quality=value.lower())
+            await self.flow.chat_config.update(PLATFORM, str(chat.id), default_voice=voice.name)
+        elif name == "quality" and value.lower() in set(Quality):
+            await self.flow.chat_config.update(PLATFORM, str(chat.id), quality=value.lower())
         elif name == "captions" and value.lower() in ("on", "off"):
-            await self.flow.chat_settings.update(PLATFORM, str(chat.id), **{CAPTION_REQUESTS: value.lower() == "on"})
+            await self.flow.chat_config.update(PLATFORM, str(chat.id), caption_requests=value.lower() == "on")
+        elif name == "clipcaption" and value.lower() in ("on", "off"):
+            await self.flow.chat_config.update(PLATFORM, str(chat.id), clip_captions=value.lower() == "on")
         else:
             await self._reply(message, messages.TELEGRAM_SETTINGS_USAGE)
             return
@@ -300,16 +298,9 @@ class TelegramBot:
         message = update.message
         if message is None or message.from_user is None or message.from_user.is_bot:
             return
-        try:
-            await self._handle_message(message, context)
-        except AvatarbotError as error:
-            log.info("request %s/%s refused: %s (%s)", message.chat_id, message.message_id, error.detail, error.code)
-            await self._reply(message, error.user_message)
-
-    async def _handle_message(self, message: Message, context: ContextTypes.DEFAULT_TYPE) -> None:
-        chat_config = await self.flow.chat_settings.get(PLATFORM, str(message.chat_id))
+        config = await self.flow.chat_config.get(PLATFORM, str(message.chat_id))
         bot = context.bot
-        parsed = parse(message, bot.username, captions_allowed=bool(chat_config.get(CAPTION_REQUESTS)), bot_id=bot.id)
+        parsed = parse(message, bot.username, captions_allowed=config.caption_requests, bot_id=bot.id)
         private = message.chat.type == ChatType.PRIVATE
         if parsed.kind == "ignore":
             return
@@ -326,153 +317,61 @@ class TelegramBot:
             if private or parsed.replied_to_bot:
                 await self._reply(message, messages.TELEGRAM_REPLY_TO_A_PHOTO)
             return
-        await self._submit(message, parsed, chat_config)
+        await self._request(message, parsed)
 
-    async def _submit(self, message: Message, parsed: Parsed, chat_config: dict) -> None:
-        limits = self.settings.limits
-        sound = parsed.sound
-        if sound is not None and sound.duration is not None and sound.duration > limits.max_audio_seconds:
-            # Telegram tells us the length: no need to download a recording we would refuse.
-            raise AudioTooLongError(
-                messages.audio_too_long(sound.duration, limits.max_audio_seconds),
-                detail=f"{sound.kind} of {sound.duration}s",
-            )
-        requester = self._requester(message)
-        async with self.flow.intake(requester):  # a refusal costs no download
-            await self._acknowledge_and_create(message, parsed, chat_config, requester)
-
-    async def _acknowledge_and_create(self, message: Message, parsed: Parsed, chat_config: dict,
-                                      requester: Requester) -> None:  # fmt: skip
-        # Answer at once: fetching and checking the files takes seconds when many people ask,
-        # and Telegram shows the sender nothing meanwhile. This one message then becomes the
-        # job's status message, or says why the request was refused.
-        answer = await self._reply(message, messages.TELEGRAM_CHECKING)
-        try:
-            job = await self._create_job(message, parsed, chat_config, requester)
-        except Exception as error:
-            if answer is None:  # nothing said yet: _on_message / _on_error reply instead
-                raise
-            if isinstance(error, AvatarbotError):
-                log.info("request %s/%s refused: %s (%s)", message.chat_id, message.message_id, error.detail,
-                         error.code)  # fmt: skip
-                await self._edit_answer(answer, error.user_message)
-            else:
-                log.exception("request %s/%s failed", message.chat_id, message.message_id)
-                await self._edit_answer(answer, messages.TELEGRAM_UNEXPECTED)
-            return
-        if job.duplicate:  # the same request again: its status message is already there
-            log.info("job %s: duplicate request, no second status message", job.id)
-            if answer is not None:
-                await self._edit_answer(answer, messages.TELEGRAM_ALREADY_ASKED)
-            return
-        await self._post_status(job, answer)
-
-    async def _create_job(self, message: Message, parsed: Parsed, chat_config: dict, requester: Requester):
-        bot = message.get_bot()
-        photo = await call_with_retries(files.fetch, bot=bot, attachment=parsed.photo, settings=self.settings)
-        audio = None
-        if parsed.sound is not None:
-            audio = await call_with_retries(files.fetch, bot=bot, attachment=parsed.sound, settings=self.settings)
+    async def _request(self, message: Message, parsed: Parsed) -> None:
         reply_to = ReplyTarget(
             chat_id=str(message.chat_id),
             message_id=str(message.message_id),
             thread_id=str(message.message_thread_id) if message.is_topic_message else None,
         )
-        request = RenderRequest(
-            photo=photo,
-            audio=audio,
-            text=parsed.text,
-            voice_name=chat_config.get("default_voice"),
-            quality=chat_config.get("quality"),
+        await self.lifecycle.handle_request(
+            TelegramAnswer(message),
+            self._requester(message),
+            reply_to,
+            self._source(message, parsed.photo),
+            self._source(message, parsed.sound) if parsed.sound is not None else None,
+            parsed.text,
+            platform_max_bytes=files.download_limit(self.settings),
         )
-        return await self.flow.submit(requester, reply_to, request)
 
-    async def _edit_answer(self, answer: Message, text: str) -> None:
-        try:
-            await call_with_retries(
-                answer.get_bot().edit_message_text,
-                chat_id=answer.chat_id,
-                message_id=answer.message_id,
-                text=text[: MessageLimit.MAX_TEXT_LENGTH],
-                rate_limit_args=ratelimit.ANSWER,
-            )  # the request's outcome, not progress
-        except TelegramError as error:
-            log.warning("could not edit the answer in chat %s: %s", answer.chat_id, error)
+    def _source(self, message: Message, attachment: Attachment) -> Source:
+        bot = message.get_bot()
 
-    async def _post_status(self, job, answer: Message | None = None) -> None:
-        """The one status message for a job: `answer` (the request's first reply) becomes it,
-        else a new message replying to the request."""
-        target = job.reply_target
-        text = messages.queued(job.queue_position or await self.flow.queue_position(job.id))
-        keyboard = buttons.status_keyboard(job.id)
-        if answer is not None:
-            # Through the status board: it spaces edits in a chat by Telegram's flood limits. Ahead
-            # of progress edits: this one tells the sender their request was taken.
-            self.delivery.status.show(
-                answer.chat_id, job.id, answer.message_id, text, keyboard, priority=ratelimit.ANSWER
-            )
-            await self.flow.set_status_message(job.id, str(answer.message_id))
-            return
-        try:
-            status = await call_with_retries(
-                self.application.bot.send_message,
-                chat_id=int(target.chat_id),
-                text=text,
-                message_thread_id=int_or_none(target.thread_id),
-                reply_parameters=ReplyParameters(int(target.message_id), allow_sending_without_reply=True),
-                reply_markup=keyboard,
-            )
-        except TelegramError as error:
-            log.warning("status message for job %s failed: %s", job.id, error)
-            return
-        self.delivery.status.posted(job.id, text)
-        await self.flow.set_status_message(job.id, str(status.message_id))
+        async def fetch(cap: int) -> bytes:
+            return await files.fetch(bot, attachment, self.settings, cap)
+
+        return Source(
+            fetch=fetch,
+            declared_bytes=attachment.file_size,
+            duration_s=attachment.duration,
+            name=f"{attachment.kind} {attachment.file_id}",
+        )
 
     # --- buttons ---------------------------------------------------------------------------------
     async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
         press = buttons.decode(query.data)
-        if press is None:
+        if press is None or query.message is None:
             await query.answer()
             return
-        job = await self.flow.get(press.job_id)
-        if job is None:
-            await query.answer(messages.TELEGRAM_JOB_GONE)
-            return
-        user_id = query.from_user.id
-        if press.action == buttons.AGAIN:
-            await self._again(query, job)
-            return
-        allowed = str(user_id) == job.requester.user_id
-        if not allowed and query.message is not None:
-            chat = query.message.chat
-            allowed = await self._is_chat_admin(chat.id, chat.type, user_id)
-        if not allowed:
-            await query.answer(messages.TELEGRAM_NOT_YOURS)
-            return
-        if press.action == buttons.CANCEL:
-            await self.flow.cancel(job.id, str(user_id), force=str(user_id) != job.requester.user_id)
-            await query.answer(messages.TELEGRAM_CANCELLING)
-        elif press.action == buttons.DELETE:
+        chat = query.message.chat
+        user = query.from_user
+        server = None if chat.type == ChatType.PRIVATE else str(chat.id)
+        requester = Requester(platform=PLATFORM, user_id=str(user.id), server_id=server, display_name=user.full_name)
+
+        async def is_moderator() -> bool:
+            return await self._is_chat_admin(chat.id, chat.type, user.id)
+
+        outcome = await self.lifecycle.press(
+            Press(press.action, press.job_id, str(chat.id), str(query.message.message_id), requester, is_moderator)
+        )
+        if outcome.delete_message:
             try:
                 await query.message.delete()
             except TelegramError as error:
-                log.info("deleting clip of job %s failed: %s", job.id, error)
-            await query.answer(messages.TELEGRAM_DELETED)
-
-    async def _again(self, query: CallbackQuery, job) -> None:
-        user = query.from_user
-        chat = query.message.chat if query.message else None
-        server = None if chat is None or chat.type == ChatType.PRIVATE else str(chat.id)
-        requester = Requester(platform=PLATFORM, user_id=str(user.id), server_id=server, display_name=user.full_name)
-        try:
-            new_job = await self.flow.again(job.id, requester)
-        except AvatarbotError as error:
-            await query.answer(error.user_message[:200])
-            return
-        await query.answer(messages.TELEGRAM_AGAIN_STARTED)
-        if not new_job.duplicate:
-            await self._post_status(new_job)
+                log.info("deleting message %s in %s failed: %s", query.message.message_id, chat.id, error)
+        await query.answer(outcome.text[:200])
 
 
 def build_application(settings: Settings, flow: RequestFlow | None = None) -> Application:

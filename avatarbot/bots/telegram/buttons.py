@@ -1,33 +1,39 @@
-"""Inline buttons whose callback data carries everything needed to act on them.
+"""Inline buttons whose callback data carries the action and the job id, nothing else.
 
-The data is `<action>:<job id>` and nothing else, so a button pressed after a bot restart (or on
-another bot process) still works: the job record in Redis knows the rest. Telegram allows at
-most 64 bytes of callback data.
+So a button pressed after a bot restart (or on another bot process) still works: the job record
+in Redis knows the rest, and the flow checks the press against the message it came from (the
+data alone proves nothing: any client can send any callback data). Telegram allows at most 64
+bytes of callback data.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.constants import InlineKeyboardButtonLimit
 
 from avatarbot import messages
+from avatarbot.service.traits import Action
 
-AGAIN = "a"
-DELETE = "d"
-CANCEL = "c"
-_ACTIONS = {AGAIN, DELETE, CANCEL}
+_CODES = {Action.AGAIN: "a", Action.DELETE: "d", Action.CANCEL: "c"}
+_ACTIONS = {code: action for action, code in _CODES.items()}
+_LABELS = {
+    Action.AGAIN: messages.BUTTON_AGAIN,
+    Action.DELETE: messages.BUTTON_DELETE,
+    Action.CANCEL: messages.BUTTON_CANCEL,
+}
 
 
 @dataclass(frozen=True)
 class ButtonPress:
-    action: str
+    action: Action
     job_id: str
 
 
-def encode(action: str, job_id: str) -> str:
-    data = f"{action}:{job_id}"
+def encode(action: Action, job_id: str) -> str:
+    data = f"{_CODES[action]}:{job_id}"
     if len(data.encode()) > InlineKeyboardButtonLimit.MAX_CALLBACK_DATA:
         raise ValueError(f"callback data for job {job_id!r} exceeds Telegram's 64 bytes")
     return data
@@ -35,28 +41,15 @@ def encode(action: str, job_id: str) -> str:
 
 def decode(data: str | None) -> ButtonPress | None:
     """None for data that isn't ours (old formats, other bots' buttons, garbage)."""
-    action, sep, job_id = (data or "").partition(":")
-    if not sep or action not in _ACTIONS or not job_id:
+    code, sep, job_id = (data or "").partition(":")
+    if not sep or code not in _ACTIONS or not job_id:
         return None
-    return ButtonPress(action, job_id)
+    return ButtonPress(_ACTIONS[code], job_id)
 
 
-def clip_keyboard(job_id: str) -> InlineKeyboardMarkup:
+def keyboard(actions: Sequence[Action], job_id: str) -> InlineKeyboardMarkup | None:
+    if not actions:
+        return None
     return InlineKeyboardMarkup(
-        [
-            [
-                InlineKeyboardButton(messages.TELEGRAM_BUTTON_AGAIN, callback_data=encode(AGAIN, job_id)),
-                InlineKeyboardButton(messages.TELEGRAM_BUTTON_DELETE, callback_data=encode(DELETE, job_id)),
-            ]
-        ]
-    )
-
-
-def status_keyboard(job_id: str) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
-        [
-            [
-                InlineKeyboardButton(messages.TELEGRAM_BUTTON_CANCEL, callback_data=encode(CANCEL, job_id)),
-            ]
-        ]
+        [[InlineKeyboardButton(_LABELS[action], callback_data=encode(action, job_id)) for action in actions]]
     )

@@ -1,31 +1,35 @@
 """Fetch a user's attachment through the configured Bot API, with a byte cap.
 
 Only `getFile` on our own Bot API server names what we download (never a URL a user typed).
-The declared size is checked before anything is fetched, and the stream stops at the cap in
-case the declaration was wrong.
+The flow checks the declared size before anything is fetched and gives the whole download one
+deadline; the stream stops at the cap in case the declaration was wrong, and the path getFile
+names is normalised and must stay under our Bot API's file root.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import posixpath
 import ssl
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import httpx
 from telegram import Bot
 from telegram.constants import FileSizeLimit
-from telegram.error import NetworkError
+from telegram.error import TelegramError
 
 from avatarbot import messages
-from avatarbot.errors import EmptyFileError, FileTooBigError
+from avatarbot.errors import DownloadError, FileTooBigError
 from avatarbot.settings import Settings
 
 from .requests import Attachment
 
 log = logging.getLogger(__name__)
 
-DOWNLOAD_TIMEOUT_S = 60.0
+# Per read; the whole download has the flow's overall deadline (limits.download_deadline_s).
+READ_TIMEOUT_S = 60.0
 CHUNK_BYTES = 64 * 1024
 
 
@@ -55,25 +59,29 @@ def _tls_context() -> ssl.SSLContext:
 
 
 def _too_big(limit: int, detail: str) -> FileTooBigError:
-    return FileTooBigError(messages.file_too_big(limit), detail=detail)
+    return FileTooBigError(messages.file_too_big(limit), detail=detail, params={"limit_bytes": limit})
 
 
-async def fetch(bot: Bot, attachment: Attachment, settings: Settings) -> bytes:
-    limit = download_limit(settings)
-    if attachment.file_size is not None and attachment.file_size > limit:
-        raise _too_big(limit, f"{attachment.kind} declared {attachment.file_size} bytes > {limit}")
-    file = await bot.get_file(attachment.file_id)
-    if file.file_size is not None and file.file_size > limit:
-        raise _too_big(limit, f"getFile declared {file.file_size} bytes > {limit}")
+def _fetch_failed(detail: str) -> DownloadError:
+    return DownloadError(messages.DOWNLOAD_FAILED, detail=detail)
+
+
+async def fetch(bot: Bot, attachment: Attachment, settings: Settings, cap: int | None = None) -> bytes:
+    """The file's bytes, never more than `cap` (default: `download_limit`). The flow checked the
+    declared size and runs this under its overall download deadline; nothing here retries (a
+    stalled host would stall again)."""
+    cap = cap or download_limit(settings)
+    try:
+        file = await bot.get_file(attachment.file_id)
+    except TelegramError as error:
+        raise _fetch_failed(f"getFile for {attachment.kind} {attachment.file_id}: {error}") from None
+    if file.file_size is not None and file.file_size > cap:
+        raise _too_big(cap, f"getFile declared {file.file_size} bytes > {cap}")
     if not file.file_path:
-        raise _too_big(limit, "getFile returned no file_path (file above the server's download limit)")
+        raise _too_big(cap, "getFile returned no file_path (file above the server's download limit)")
     if settings.telegram.local_mode and Path(file.file_path).is_absolute():
-        data = _read_local(Path(file.file_path), limit)
-    else:
-        data = await _stream(file.file_path, settings.telegram.base_file_url, limit)
-    if not data:
-        raise EmptyFileError(messages.EMPTY_FILE, detail=f"{attachment.kind} {attachment.file_id} is empty")
-    return data
+        return _read_local(Path(file.file_path), cap)
+    return await _stream(file.file_path, settings.telegram.base_file_url + bot.token + "/", cap)
 
 
 def _read_local(path: Path, limit: int) -> bytes:
@@ -85,21 +93,31 @@ def _read_local(path: Path, limit: int) -> bytes:
     return data
 
 
-async def _stream(url: str, base_file_url: str, limit: int) -> bytes:
-    # PTB builds the URL as base_file_url + token + "/" + path; anything else is not ours to fetch.
-    if not url.startswith(base_file_url):
-        raise RuntimeError("refusing a download URL outside the configured Bot API file URL")
+def checked_file_url(url: str, files_root: str) -> str:
+    """`url` if it names a file under our Bot API's file root, after normalising its path
+    (`/file/bot<token>/../../x` is outside, whatever its prefix says); else DownloadError."""
+    parts, root = urlsplit(url), urlsplit(files_root)
+    raw_path = unquote(parts.path)
+    normal = posixpath.normpath(raw_path)
+    inside = normal.startswith(root.path) and ".." not in raw_path.split("/")
+    if (parts.scheme, parts.netloc) != (root.scheme, root.netloc) or not inside or parts.query or parts.fragment:
+        raise _fetch_failed("getFile named a path outside the Bot API file root")
+    return url
+
+
+async def _stream(url: str, files_root: str, limit: int) -> bytes:
+    url = checked_file_url(url, files_root)
     received = bytearray()
     # Errors are re-raised without the URL: it contains the bot token.
     try:
-        client = httpx.AsyncClient(timeout=DOWNLOAD_TIMEOUT_S, verify=_tls_context())
+        client = httpx.AsyncClient(timeout=READ_TIMEOUT_S, verify=_tls_context(), follow_redirects=False)
         async with client, client.stream("GET", url) as response:
             if response.status_code != 200:
-                raise NetworkError(f"file download answered HTTP {response.status_code}")
+                raise _fetch_failed(f"file download answered HTTP {response.status_code}")
             async for chunk in response.aiter_bytes(CHUNK_BYTES):
                 received.extend(chunk)
                 if len(received) > limit:
                     raise _too_big(limit, f"download passed {limit} bytes; stopped")
     except httpx.HTTPError as error:
-        raise NetworkError(f"file download failed: {type(error).__name__}") from None
+        raise _fetch_failed(f"file download failed: {type(error).__name__}") from None
     return bytes(received)

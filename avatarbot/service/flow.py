@@ -1,36 +1,19 @@
-"""The platform-neutral request flow: the one API every chat adapter (and `animate --queue`) uses.
+"""The request flow's records and queue: what `Lifecycle` (one per surface) and `animate --queue`
+build on. Surfaces don't call this directly; they implement `traits.Surface` and call
+`Lifecycle.handle_request` / `Lifecycle.press` (see `lifecycle.py`).
 
-An adapter translates platform events into these calls and the outcomes back into messages;
-everything else (checking inputs, speech, quotas, deduplication, storage, the queue, delivery
-bookkeeping) happens here, once for all platforms.
-
-The life of a request, from an adapter's point of view:
-
-1. `job = await flow.submit(requester, reply_to, request)`: checks the photo and audio (or
-   speaks the text), applies the quotas, stores normalised inputs and queues the render.
-   Bad input raises `InputError` / `SpeechError`, a full quota `QuotaError` (with
-   `retry_after_s`), all carrying `user_message`; nothing is queued then. If the same user sent
-   the same thing within `jobs.dedup_window_s`, you get the existing job with
-   `job.duplicate = True`: don't post a second status message for it.
-2. Post a status message (e.g. `messages.queued(job.queue_position)`) and record its id with
-   `await flow.set_status_message(job.id, message_id)`, so a restarted bot can edit it.
-3. Run one `async for job in flow.updates("telegram"):` loop for the life of the bot. It yields
-   a job whenever its state or progress changed, and first of all every job of that platform
-   not yet delivered, so a restarted bot finishes what the old one started. Throttle your own
-   edits (platform flood limits); the flow reports at most a few changes a second per job.
-   Queued jobs carry `job.queue_position` (1: next), and a new snapshot when it changes.
-4. When `job.finished` (done, failed or cancelled) and not `job.delivered`:
-   `if await flow.begin_delivery(job.id):` you, and nobody else, post the outcome:
-   - done: `with await flow.clip_for_upload(job.id, max_bytes) as clip:` upload `clip.path`
-     (width/height/duration/thumbnail included), with `job.notes` as extra lines;
-   - failed / cancelled: post `job.user_message`.
-   Then `await flow.finish_delivery(job.id, {"message_id": ...})`. If posting failed,
-   `await flow.abandon_delivery(job.id)`; the job is offered again on a later update.
-   A claim that is never finished expires after `jobs.delivery_claim_s`.
-5. Buttons: `await flow.cancel(job.id, user_id)` (the requester only, unless `force=True`
-   for moderators) and `await flow.again(job.id, requester)` (same inputs, new seed).
-6. Admin settings per chat / server live in `flow.chat_settings` (see `bots.chat_settings`);
-   a server's stricter quotas there are applied by `submit` on their own.
+- `submit(requester, reply_to, request)`: checks the photo and audio (or speaks the text), applies
+  the quotas, stores normalised inputs and queues the render. Bad input raises `InputError` /
+  `SpeechError`, a full quota `QuotaError` (with `retry_after_s`), all carrying `user_message`;
+  nothing is queued then. The same request from the same user within `jobs.dedup_window_s`
+  returns the existing job with `job.duplicate = True` (unless it failed, was cancelled, or its
+  clip expired: then it is rendered again).
+- `intake(requester)`: around a request's downloads, refuses at once what the quota can't take.
+- `updates(platform)`: every change to the platform's undelivered jobs, starting with all of them.
+- `begin_delivery` / `clip_for_upload` / `finish_delivery` / `abandon_delivery`: exactly one
+  process posts a job's outcome, recorded in the job.
+- `cancel`, `again`; `remember_post` / `job_of_post`: which job a message of ours belongs to.
+- `chat_config`: the typed per-chat config (`chat_config.py`).
 
 Every async method runs its blocking work (Redis, decoding, ffmpeg) in a thread: the event
 loop never waits on it. If Redis is unreachable, `submit` / `again` raise
@@ -51,15 +34,17 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 
 from avatarbot import messages
-from avatarbot.avatar.engine import QUALITY_SHORT_SIDE
-from avatarbot.errors import EmptyTextError, InputsExpiredError, QueueUnavailableError
+from avatarbot.errors import ClipUndeliverableError, EmptyTextError, InputsExpiredError, QueueUnavailableError
 from avatarbot.media.images import load_photo
+from avatarbot.service.chat_config import ChatConfigStore
+from avatarbot.service.clips import ClipFile
+from avatarbot.tasks import keys
 from avatarbot.tasks.blobs import BlobMissingError, blob_key, blob_store_from_settings
 from avatarbot.tasks.dedup import Deduplicator, dedup_key
 from avatarbot.tasks.inputs import (
@@ -81,6 +66,7 @@ from avatarbot.tasks.jobs import (
     new_job_id,
 )
 from avatarbot.tasks.quotas import QuotaLimits, Quotas
+from avatarbot.vocab import QUALITY_TABLE, Quality
 
 __all__ = ["ClipFile", "Job", "RenderRequest", "ReplyTarget", "RequestFlow", "Requester"]
 
@@ -97,33 +83,9 @@ class RenderRequest:
     audio: bytes | None = None  # a recording; wins over `text` when both are given
     text: str | None = None  # spoken by TTS when there is no recording
     voice_name: str | None = None  # TTS voice; default tts.default_voice
-    quality: str | None = None  # "fast" | "standard" | "high"; default render.quality
+    quality: str | None = None  # a `vocab.Quality`; default render.quality
     motion: float | None = None  # 0..2; default render.motion
     seed: int | None = None  # None: a fresh random seed
-
-
-@dataclass
-class ClipFile:
-    """A finished clip ready to upload: a temporary file, deleted by `close()` / `with`."""
-
-    path: Path
-    width: int
-    height: int
-    duration: float
-    thumbnail: bytes  # JPEG, within Telegram's thumbnail limits
-    size_bytes: int
-    _directory: Path | None = field(default=None, repr=False)
-
-    def close(self) -> None:
-        if self._directory is not None:
-            shutil.rmtree(self._directory, ignore_errors=True)
-            self._directory = None
-
-    def __enter__(self) -> ClipFile:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 @dataclass
@@ -151,13 +113,13 @@ MEDIA_THREADS = max(2, os.cpu_count() or 2)
 
 
 class RequestFlow:
-    def __init__(self, settings, store: JobStore, blobs, quotas: Quotas, dedup: Deduplicator, chat_settings):
+    def __init__(self, settings, store: JobStore, blobs, quotas: Quotas, dedup: Deduplicator, chat_config):
         self.settings = settings
         self.store = store
         self.blobs = blobs
         self.quotas = quotas
         self.dedup = dedup
-        self.chat_settings = chat_settings
+        self.chat_config: ChatConfigStore = chat_config
         self._celery = None
         self._delivery_token = secrets.token_hex(8)
         self._media_pool = ThreadPoolExecutor(MEDIA_THREADS, thread_name_prefix="avatarbot-media")
@@ -165,8 +127,6 @@ class RequestFlow:
 
     @classmethod
     def from_settings(cls, settings) -> RequestFlow:
-        from avatarbot.bots.chat_settings import ChatSettings
-
         store = JobStore.from_settings(settings)
         return cls(
             settings,
@@ -174,14 +134,14 @@ class RequestFlow:
             blob_store_from_settings(settings),
             Quotas(store.redis),
             Deduplicator(store.redis, window_s=settings.jobs.dedup_window_s),
-            ChatSettings(store.redis),
+            ChatConfigStore(store.redis),
         )
 
     # --- submit -----------------------------------------------------------------------------------
     async def submit(self, requester: Requester, reply_to: ReplyTarget, request: RenderRequest) -> Job:
         quality = request.quality or self.settings.render.quality
-        if quality not in QUALITY_SHORT_SIDE:
-            raise ValueError(f"unknown quality {quality!r}; choose one of {', '.join(QUALITY_SHORT_SIDE)}")
+        if quality not in QUALITY_TABLE:
+            raise ValueError(f"unknown quality {quality!r}; choose one of {', '.join(Quality)}")
         await self.check_quota(requester)
         inputs = await self._normalise(request)
         options = JobOptions(
@@ -233,8 +193,10 @@ class RequestFlow:
                     del self._in_intake[key]
 
     def _limits_for(self, requester: Requester) -> QuotaLimits:
-        overrides = self.chat_settings.get_sync(requester.platform, requester.server_id) if requester.server_id else {}
-        return QuotaLimits.from_settings(self.settings, overrides)
+        if not requester.server_id:
+            return QuotaLimits.from_settings(self.settings)
+        config = self.chat_config.get_sync(requester.platform, requester.server_id)
+        return QuotaLimits.from_settings(self.settings, config.quota_overrides())
 
     @staticmethod
     def _queue_unavailable_on_redis_error(function, *args):
@@ -278,7 +240,7 @@ class RequestFlow:
         existing_id = self.dedup.claim(fingerprint, job_id)
         if existing_id is not None:
             existing = self._get(existing_id)
-            if existing is not None and existing.state not in (FAILED, CANCELLED):
+            if existing is not None and existing.state not in (FAILED, CANCELLED) and self._clip_kept(existing):
                 log.info("job %s: duplicate request from %s:%s", existing.id, requester.platform, requester.user_id)
                 existing.duplicate = True
                 return existing
@@ -303,6 +265,10 @@ class RequestFlow:
         job.queue_position = self.store.queue_position(job_id)
         log.info("job %s queued for %s:%s (%s)", job_id, requester.platform, requester.user_id, options)
         return job
+
+    def _clip_kept(self, job: Job) -> bool:
+        """A finished job whose clip expired is no answer to a repeat: it is rendered again."""
+        return job.clip_key is None or self.blobs.exists(job.clip_key)
 
     def _enqueue(self, job_id: str) -> None:
         from avatarbot.tasks.app import GPU_QUEUE, RENDER_TASK
@@ -337,6 +303,16 @@ class RequestFlow:
 
     async def set_status_message(self, job_id: str, message_id: str) -> None:
         await asyncio.to_thread(self.store.set_status_message, job_id, str(message_id))
+
+    async def remember_post(self, platform: str, chat_id: str, message_id: str, job_id: str) -> None:
+        """This message of ours (status, clip, failure) belongs to this job: a button pressed on
+        it acts on this job and no other."""
+        name = keys.posted_message(platform, str(chat_id), str(message_id), self.store.prefix)
+        await asyncio.to_thread(self.store.redis.set, name, job_id, ex=self.store.result_ttl_s)
+
+    async def job_of_post(self, platform: str, chat_id: str, message_id: str) -> str | None:
+        name = keys.posted_message(platform, str(chat_id), str(message_id), self.store.prefix)
+        return await asyncio.to_thread(self.store.redis.get, name)
 
     async def updates(
         self, platform: str, poll_s: float = 0.5, *, reoffer_s: float | None = None
@@ -444,11 +420,11 @@ class RequestFlow:
 
         job = self.store.get(job_id)
         if job is None or job.clip_key is None:
-            raise InputsExpiredError(messages.INPUTS_EXPIRED, detail=f"job {job_id} has no clip")
+            raise ClipUndeliverableError(messages.CLIP_EXPIRED, detail=f"job {job_id} has no clip")
         try:
             data = self.blobs.get(job.clip_key)
         except BlobMissingError as error:
-            raise InputsExpiredError(messages.INPUTS_EXPIRED, detail=f"clip blob {error} expired") from error
+            raise ClipUndeliverableError(messages.CLIP_EXPIRED, detail=f"clip blob {error} expired") from error
         directory = Path(tempfile.mkdtemp(prefix="avatarbot-clip-"))
         try:
             original = directory / f"avatarbot-{job_id}.mp4"

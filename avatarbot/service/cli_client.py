@@ -22,6 +22,7 @@ from avatarbot.errors import (
     RenderTimeoutError,
 )
 from avatarbot.tasks.jobs import CANCELLED, DONE, FAILED, Job
+from avatarbot.vocab import Platform
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,12 @@ def render_via_queue(
 
 
 async def _render_via_queue(settings, photo, audio, text, voice_name, options, out: Path, on_progress) -> Path:
-    from avatarbot.bots.flow import RenderRequest, ReplyTarget, Requester, RequestFlow
+    from avatarbot.service.flow import RenderRequest, ReplyTarget, Requester, RequestFlow
 
     flow = RequestFlow.from_settings(settings)
     job = None
     try:
-        requester = Requester(platform="cli", user_id=_user(), server_id=None, display_name=_user())
+        requester = Requester(platform=Platform.CLI, user_id=_user(), server_id=None, display_name=_user())
         request = RenderRequest(
             photo=photo, audio=audio, text=text, voice_name=voice_name,
             quality=options.quality, motion=options.motion, seed=options.seed,
