@@ -3,7 +3,7 @@
 A gauge kept by each process would be wrong as soon as two processes share a queue; Redis
 already knows the answer. It counts the jobs not yet delivered (queued, running, encoding, and
 finished ones waiting for their bot), from the per-platform pending indexes the bots watch, so
-a scrape reads a few short lists, never every job ever made.
+a scrape reads a few short lists (one per platform), never every job ever made.
 """
 
 from __future__ import annotations
@@ -17,18 +17,18 @@ from prometheus_client.registry import Collector
 
 from avatarbot.errors import AvatarbotError
 from avatarbot.observability import metrics
-from avatarbot.tasks.jobs import ALL_STATES, DELIVERED, JobStore
+from avatarbot.tasks.jobs import JobStore
+from avatarbot.vocab import JobState, Platform
 
 log = logging.getLogger(__name__)
 
 
 def jobs_by_state(store: JobStore) -> Counter[str]:
     """Undelivered jobs per state, every platform together."""
-    counts: Counter[str] = Counter({state: 0 for state in ALL_STATES - {DELIVERED}})
-    prefix = store.key("pending", "")
-    for key in store.redis.scan_iter(match=prefix + "*", count=100):
-        for job in store.pending(key.removeprefix(prefix)):
-            counts[job.state] += 1
+    counts: Counter[str] = Counter({str(state): 0 for state in JobState if state != JobState.DELIVERED})
+    for platform in Platform:
+        for job in store.pending(platform):
+            counts[str(job.state)] += 1
     return counts
 
 

@@ -14,6 +14,7 @@ import sys
 import time
 
 from avatarbot.observability import metrics
+from avatarbot.vocab import Stage
 
 # Engines that denoise on the GPU: their "rendering" progress counts steps (lite's counts frames).
 DIFFUSION_ENGINES = frozenset({"hunyuan"})
@@ -60,7 +61,7 @@ class RenderWatch:
             self._torch.cuda.reset_peak_memory_stats()
 
     def on_progress(self, progress) -> None:
-        if self.engine not in DIFFUSION_ENGINES or progress.stage != "rendering":
+        if self.engine not in DIFFUSION_ENGINES or progress.stage != Stage.RENDERING:
             return
         now = time.monotonic()
         last = self._last
