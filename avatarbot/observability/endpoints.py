@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from avatarbot.observability.server import HealthServer, start_health_server
 
@@ -23,6 +24,19 @@ def start_worker_endpoints(settings, consuming: threading.Event | None = None) -
     if consuming is not None:
         checks["queue"] = lambda: None if consuming.is_set() else "queue: not consuming tasks (starting or stopping)"
     return _start(settings, checks, registry)
+
+
+def start_bot_endpoints(settings, platform: str, connected: Callable[[], bool]) -> HealthServer | None:
+    """A bot: ready when Redis answers and `connected()` says it is connected to its platform."""
+    if settings.metrics.port is None:
+        return None
+    from avatarbot.observability.processes import serving_registry
+    from avatarbot.observability.readiness import redis_check
+
+    def platform_check() -> str | None:
+        return None if connected() else f"{platform}: not connected"
+
+    return _start(settings, {"redis": redis_check(settings), platform: platform_check}, serving_registry())
 
 
 def _start(settings, checks, registry) -> HealthServer | None:

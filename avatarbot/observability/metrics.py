@@ -52,3 +52,22 @@ PEAK_GPU_MEMORY = Histogram(
     ["engine", "quality"],
     buckets=tuple(gib * _GIB for gib in (2, 4, 8, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 120, 141, 192)),
 )
+
+# --- bots: the request flow ----------------------------------------------------------------------
+ACK_SECONDS = Histogram(
+    "avatarbot_ack_seconds",
+    "Seconds from a request reaching the flow to its first answer (acknowledgement or refusal), by platform.",
+    ["platform"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10),
+)
+REFUSALS = Counter(
+    "avatarbot_refusals",
+    "Requests refused with a message to the user, by platform and error code.",
+    ["platform", "code"],
+)
+DELIVERIES = Counter(
+    "avatarbot_deliveries",
+    "Outcomes posted to chats, by platform and how it went: clip, message (a failure or a clip that "
+    "could not be sent, explained), retry (a transient error; offered again), gave_up, undeliverable.",
+    ["platform", "outcome"],
+)
