@@ -348,3 +348,12 @@ def test_avatarbot_run_serves_its_workers_endpoints_on_the_metrics_port(tmp_path
     finally:
         run.send_signal(signal.SIGTERM)
         assert run.wait(60) == 0, _tail(tmp_path / "run.log")
+
+
+def test_avatarbot_run_gives_each_bot_its_own_port_after_the_workers(settings):
+    from avatarbot.runner import _with_metrics_port
+
+    assert _with_metrics_port(settings, "telegram").metrics.port is None  # off stays off
+    on = with_overrides(settings, metrics={"port": 9300})
+    ports = {name: _with_metrics_port(on, name).metrics.port for name in ("worker", "telegram", "discord")}
+    assert ports == {"worker": 9300, "telegram": 9301, "discord": 9302}
