@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 BOT_STOP_TIMEOUT_S = 10.0
 SUPERVISE_INTERVAL_S = 1.0
+# Each process serves its own /metrics: `[metrics] port` is the worker's, the bots take the next.
+METRICS_PORT_OFFSET = {"worker": 0, "telegram": 1, "discord": 2}
 
 
 def run_all(settings, with_worker: bool) -> int:
@@ -135,11 +137,19 @@ def _start_children(settings, with_worker: bool) -> list[tuple[str, multiprocess
         wanted.append("web")
     children = []
     for name in wanted:
-        child = context.Process(target=_child_main, args=(name, settings, os.getpid()), name=f"avatarbot-{name}")
+        child_settings = _with_metrics_port(settings, name)
+        child = context.Process(target=_child_main, args=(name, child_settings, os.getpid()), name=f"avatarbot-{name}")
         child.start()
         log.info("started %s (pid %d)", name, child.pid)
         children.append((name, child))
     return children
+
+
+def _with_metrics_port(settings, name: str):
+    if settings.metrics.port is None:
+        return settings
+    port = settings.metrics.port + METRICS_PORT_OFFSET[name]
+    return settings.model_copy(update={"metrics": settings.metrics.model_copy(update={"port": port})})
 
 
 def _child_main(name: str, settings, parent_pid: int) -> None:

@@ -183,6 +183,15 @@ class HunyuanSettings(_Section):
     gpus_per_render: int = Field(1, ge=1)
 
 
+class MetricsSettings(_Section):
+    """`/healthz`, `/readyz` and `/metrics` (Prometheus) of each worker and bot process."""
+
+    # Off when unset. Each process needs its own port: one per worker, one per bot.
+    port: int | None = Field(None, ge=1, le=65535)
+    # Loopback by default: the endpoints have no authentication. "0.0.0.0" in a container.
+    host: str = "127.0.0.1"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AVATARBOT_",
@@ -201,6 +210,7 @@ class Settings(BaseSettings):
     discord: DiscordSettings = DiscordSettings()
     web: WebSettings = WebSettings()
     hunyuan: HunyuanSettings = HunyuanSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @model_validator(mode="after")
     def _visibility_above_time_limit(self) -> Settings:
