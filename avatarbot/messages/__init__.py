@@ -21,6 +21,7 @@ The API (for the bots, the flow and the web page alike):
     messages.from_record(code, params, lang, fallback)   # a job's stored failure in `lang`
     messages.pick(config.language, user_tag, server_tag)  # the first that names a language
     messages.from_accept_language("zh-CN,zh;q=0.9,en;q=0.8")  # -> "zh-Hans" (a web page's header)
+    messages.web_texts(lang), messages.web_quality_labels(lang)   # the web page's labels
 
 A surface hands the person's tag to the flow as `Requester.language`; the flow fixes the job's
 language from it (`service/replies.py`), and everything said about the job follows.
@@ -402,6 +403,22 @@ def discord_help(
         key, lang, max_audio_seconds=max_audio_seconds, max_text_chars=max_text_chars,
         animate_command=text("name_animate", lang), settings_command=text("name_settings", lang),
     )  # fmt: skip
+
+
+def web_texts(lang: str = ENGLISH) -> dict[str, str]:
+    """Every label of the local web page in `lang`, by the page's own names ("title", "submit", …)."""
+    return {key[len("web_") :]: text(key, lang) for key in _WEB_KEYS}
+
+
+def web_quality_labels(lang: str = ENGLISH) -> dict[str, str]:
+    """The web page's quality choices, quality name -> label."""
+    return {name: text(f"web_quality_{name}", lang) for name in ("fast", "standard", "high")}
+
+
+_WEB_KEYS = tuple(key for key in CATALOGUES[ENGLISH] if key.startswith("web_") and not key.startswith("web_quality_"))
+# The English page (what `avatarbot.web` reads until it asks for the reader's language).
+WEB_TEXTS = web_texts()
+WEB_QUALITY_LABELS = web_quality_labels()
 
 
 # Not words: the motion presets' names are option values (the same in every language).

@@ -207,3 +207,43 @@ CATALOGUE.update(
         "name_settings": "avatar-settings",
     }
 )
+
+# The local web page (avatarbot.web): its labels, by the page's own names after `web_`.
+CATALOGUE.update(
+    {
+        "web_title": "Bring a photo to life",
+        "web_intro": "Choose a photo of a face, then record, upload or type what it should say.",
+        "web_photo": "Photo",
+        "web_use_example": "Use the example photo",
+        "web_sound": "What should it say?",
+        "web_tab_text": "Type",
+        "web_tab_record": "Record",
+        "web_tab_upload": "Upload a song or recording",
+        "web_text_placeholder": "Hello! I am a photo, and now I can talk.",
+        "web_voice": "Voice",
+        "web_record_start": "Start recording",
+        "web_record_stop": "Stop",
+        "web_recording": "Recording…",
+        "web_recorded": "Recorded. Listen, or record again.",
+        "web_no_microphone": "The browser didn't let me use a microphone. Upload a recording or type a line instead.",
+        "web_quality": "Quality",
+        "web_motion": "Head motion",
+        "web_motion_still": "still",
+        "web_motion_lively": "lively",
+        "web_submit": "Animate",
+        "web_sending": "Sending…",
+        "web_download": "Download",
+        "web_done": "Here you go!",
+        "web_finishing": "Finishing your clip…",
+        "web_need_photo": "Choose a photo first.",
+        "web_need_sound": "Record something, choose a recording, or type a line for the face to say.",
+        "web_password": "Password",
+        "web_sign_in": "Sign in",
+        "web_wrong_password": "That password isn't right.",
+        "web_sign_in_first": "Sign in with the page's password first.",
+        "web_offline": "I can't reach the server. Is `avatarbot web` still running?",
+        "web_quality_fast": "Fast (384 px)",
+        "web_quality_standard": "Standard (512 px)",
+        "web_quality_high": "High (704 px)",
+    }
+)

@@ -168,3 +168,43 @@ CATALOGUE = {
     "name_help": "ayuda",
     "name_settings": "ajustes-avatar",
 }
+
+# The local web page (avatarbot.web): its labels, by the page's own names after `web_`.
+CATALOGUE.update(
+    {
+        "web_title": "Da vida a una foto",
+        "web_intro": "Elige la foto de una cara y luego graba, sube o escribe lo que debe decir.",
+        "web_photo": "Foto",
+        "web_use_example": "Usar la foto de ejemplo",
+        "web_sound": "¿Qué debe decir?",
+        "web_tab_text": "Escribir",
+        "web_tab_record": "Grabar",
+        "web_tab_upload": "Subir una canción o grabación",
+        "web_text_placeholder": "¡Hola! Soy una foto y ahora puedo hablar.",
+        "web_voice": "Voz",
+        "web_record_start": "Empezar a grabar",
+        "web_record_stop": "Parar",
+        "web_recording": "Grabando…",
+        "web_recorded": "Grabado. Escúchalo o vuelve a grabar.",
+        "web_no_microphone": "El navegador no me dejó usar el micrófono. Sube una grabación o escribe una frase.",
+        "web_quality": "Calidad",
+        "web_motion": "Movimiento de la cabeza",
+        "web_motion_still": "quieta",
+        "web_motion_lively": "animada",
+        "web_submit": "Animar",
+        "web_sending": "Enviando…",
+        "web_download": "Descargar",
+        "web_done": "¡Aquí lo tienes!",
+        "web_finishing": "Terminando tu clip…",
+        "web_need_photo": "Primero elige una foto.",
+        "web_need_sound": "Graba algo, elige una grabación o escribe una frase para que la cara la diga.",
+        "web_password": "Contraseña",
+        "web_sign_in": "Entrar",
+        "web_wrong_password": "Esa contraseña no es correcta.",
+        "web_sign_in_first": "Primero entra con la contraseña de la página.",
+        "web_offline": "No consigo conectar con el servidor. ¿Sigue en marcha `avatarbot web`?",
+        "web_quality_fast": "Rápida (384 px)",
+        "web_quality_standard": "Estándar (512 px)",
+        "web_quality_high": "Alta (704 px)",
+    }
+)

@@ -158,3 +158,43 @@ CATALOGUE = {
     "name_help": "帮助",
     "name_settings": "头像设置",
 }
+
+# The local web page (avatarbot.web): its labels, by the page's own names after `web_`.
+CATALOGUE.update(
+    {
+        "web_title": "让照片动起来",
+        "web_intro": "选一张人脸照片，然后录音、上传或输入要说的话。",
+        "web_photo": "照片",
+        "web_use_example": "使用示例照片",
+        "web_sound": "要说什么？",
+        "web_tab_text": "输入文字",
+        "web_tab_record": "录音",
+        "web_tab_upload": "上传歌曲或录音",
+        "web_text_placeholder": "你好！我是一张照片，现在我会说话了。",
+        "web_voice": "声音",
+        "web_record_start": "开始录音",
+        "web_record_stop": "停止",
+        "web_recording": "正在录音…",
+        "web_recorded": "录好了。可以试听，或者重新录。",
+        "web_no_microphone": "浏览器不允许使用麦克风。请上传录音或输入一句话。",
+        "web_quality": "画质",
+        "web_motion": "头部动作",
+        "web_motion_still": "静止",
+        "web_motion_lively": "活泼",
+        "web_submit": "生成",
+        "web_sending": "正在发送…",
+        "web_download": "下载",
+        "web_done": "视频来啦！",
+        "web_finishing": "视频即将完成…",
+        "web_need_photo": "请先选择一张照片。",
+        "web_need_sound": "请录一段音、选择一段录音，或输入一句要说的话。",
+        "web_password": "密码",
+        "web_sign_in": "登录",
+        "web_wrong_password": "密码不对。",
+        "web_sign_in_first": "请先输入页面密码登录。",
+        "web_offline": "连不上服务器。`avatarbot web` 还在运行吗？",
+        "web_quality_fast": "快速（384 像素）",
+        "web_quality_standard": "标准（512 像素）",
+        "web_quality_high": "高清（704 像素）",
+    }
+)
