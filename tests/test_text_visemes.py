@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -22,6 +25,7 @@ from avatarbot.tasks.inputs import read_phonemes
 from avatarbot.tts.phonemes import espeak_available
 from bench import lite_quality as quality
 
+REPO = quality.REPO
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="libespeak-ng is not installed (Debian: espeak-ng)")
 
 TEXT = "Bob and Pam made a map. Maybe, but please keep it simple!"
@@ -79,13 +83,7 @@ async def test_text_request_reaches_the_engine_with_the_tts_phoneme_timings(
     assert audio.phonemes[-1].end == pytest.approx(audio.duration, abs=0.1)
 
     # The lips in the clip the worker made: shut within two frames of every p, b and m.
-    frames = _frames(flow.blobs.get(done.clip_key))
-    box = _face_box(photo_bytes, frames[0].shape)
-    measured = quality.measure(frames, box)
-    labials = quality.bilabial_frames(audio.phonemes)
-    on_labials = quality.closed_on_bilabials(measured, labials)
-    assert measured.gap.max() > 0.06  # the tracker does see the mouth open when it is
-    assert (on_labials <= quality.CLOSED_IOD).all(), f"open on p/b/m: {np.round(on_labials, 3)}"
+    _assert_lips_shut_on_bilabials(flow.blobs.get(done.clip_key), photo_bytes, audio.phonemes)
 
 
 async def test_a_recording_arrives_without_phoneme_timings(
@@ -96,6 +94,33 @@ async def test_a_recording_arrives_without_phoneme_timings(
     done = await asyncio.to_thread(wait_for_job, flow.store, job.id, {"done", "failed"}, 120.0)
     assert done.state == "done", done.error
     assert witness.received and all(audio.phonemes == () for audio in witness.received)
+
+
+def test_cli_animate_text_uses_the_phoneme_timings(photo_bytes, tmp_path):
+    """`avatarbot animate --text`, run as a user would (offline voice, lite engine)."""
+    from avatarbot.settings import Settings
+    from avatarbot.tts import speak
+
+    photo = tmp_path / "me.jpg"
+    photo.write_bytes(photo_bytes)
+    out = tmp_path / "out.mp4"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", AVATARBOT_TTS__ENGINE="offline")
+    command = [sys.executable, "-m", "avatarbot", "animate", "--engine", "lite", "--photo", str(photo)]
+    command += ["--text", TEXT, "-o", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+
+    # The same speech spoken here gives the same phonemes (espeak-ng's timing varies by a few ms).
+    phonemes = speak(TEXT, None, Settings(tts={"engine": "offline"})).phonemes
+    _assert_lips_shut_on_bilabials(out.read_bytes(), photo_bytes, phonemes)
+
+
+def _assert_lips_shut_on_bilabials(mp4: bytes, photo_bytes: bytes, phonemes) -> None:
+    frames = _frames(mp4)
+    measured = quality.measure(frames, _face_box(photo_bytes, frames[0].shape))
+    on_labials = quality.closed_on_bilabials(measured, quality.bilabial_frames(phonemes))
+    assert measured.gap.max() > 0.06  # the tracker does see the mouth open when it is
+    assert (on_labials <= quality.CLOSED_IOD).all(), f"open on p/b/m: {np.round(on_labials, 3)}"
 
 
 def _face_box(photo_bytes: bytes, frame_shape) -> tuple[float, float, float, float]:
