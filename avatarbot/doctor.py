@@ -7,7 +7,6 @@ becomes its detail line, so one broken part never hides the report on the others
 from __future__ import annotations
 
 import importlib.util
-import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,10 +52,12 @@ def check_faces(settings: Settings) -> Check:
 
 
 def check_offline_tts(settings: Settings) -> Check:
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        return Check("offline TTS", False, "espeak-ng not found", "apt-get install espeak-ng")
-    return Check("offline TTS", True, exe)
+    """The offline voice speaks through libespeak-ng (it alone reports phoneme timings)."""
+    from avatarbot.tts.phonemes import espeak_available
+
+    if not espeak_available():
+        return Check("offline TTS", False, "libespeak-ng not found", "apt-get install espeak-ng")
+    return Check("offline TTS", True, "libespeak-ng")
 
 
 def check_edge_tts(settings: Settings) -> Check:
