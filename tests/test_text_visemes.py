@@ -145,3 +145,20 @@ async def test_again_keeps_the_phoneme_timings_of_a_text_request(
     assert done.state == "done", done.error
     stored = read_phonemes(flow.blobs.get(first.inputs["phonemes"]))
     assert len(witness.received) == 2 and all(audio.phonemes == stored for audio in witness.received)
+
+
+async def test_the_same_text_twice_is_a_repeat_though_speech_is_not_bit_for_bit_repeatable(
+    render_worker, witness, flow, requester, reply_to, photo_bytes
+):
+    """espeak-ng's pitch flutter runs on from one synthesis to the next, so the same line spoken
+    twice differs in its samples (and its phoneme timings by a few ms): a repeat is recognised by
+    its voice and text, not by the speech made from them."""
+    request = RenderRequest(photo=photo_bytes, text="Maybe, Bob.", voice_name="en-male")
+    first = await flow.submit(requester, reply_to, request)
+    repeat = await flow.submit(requester, reply_to, request)
+    assert repeat.id == first.id and repeat.duplicate
+    other_voice = await flow.submit(requester, reply_to, RenderRequest(photo=photo_bytes, text="Maybe, Bob."))
+    other_text = await flow.submit(requester, reply_to, RenderRequest(photo=photo_bytes, text="Maybe, Pam."))
+    assert len({first.id, other_voice.id, other_text.id}) == 3 and not (other_voice.duplicate or other_text.duplicate)
+    for job in (first, other_voice, other_text):
+        await asyncio.to_thread(wait_for_job, flow.store, job.id, {"done", "failed"}, 120.0)

@@ -99,6 +99,10 @@ class _Inputs:
     faces_json: bytes
     notes: list[str]
     phonemes_json: bytes | None = None
+    # Speech made from text: its voice and text. The same line spoken twice is not the same
+    # samples (espeak-ng's pitch flutter runs on from one call to the next; edge-tts promises
+    # nothing), so a repeat is recognised by what was asked for, not by the speech made from it.
+    spoken: str | None = None
 
     def keys(self) -> dict[str, str]:
         keys = {
@@ -109,6 +113,13 @@ class _Inputs:
         if self.phonemes_json is not None:
             keys["phonemes"] = blob_key(self.phonemes_json, ".json")
         return keys
+
+    def identity(self) -> dict[str, str]:
+        """What makes two requests the same one (the deduplication fingerprint's inputs)."""
+        keys = self.keys()
+        if self.spoken is None:
+            return keys
+        return {"photo": keys["photo"], "faces": keys["faces"], "spoken": self.spoken}
 
 
 # Decoding, checking and re-encoding media get their own threads. asyncio's default pool also runs
@@ -219,6 +230,7 @@ class RequestFlow:
 
         limits = self.settings.limits
         photo = await self._media(load_photo, request.photo, limits)
+        spoken = None
         if request.audio is not None:
             audio = await self._media(load_audio, request.audio, limits, sample_rate=SAMPLE_RATE)
         else:
@@ -228,10 +240,11 @@ class RequestFlow:
 
             speech = await speak_async(request.text, request.voice_name, self.settings)
             audio = await self._media(speech.decode, limits, sample_rate=SAMPLE_RATE)
+            spoken = f"{request.voice_name or ''}\n{request.text}"
         png, wav = await self._media(lambda: (photo_png(photo.rgb), audio_wav(audio.samples, audio.sample_rate)))
         notes = [] if photo.main_face is not None else [messages.NO_FACE_NOTE]
         timings = phonemes_json(audio.phonemes) if audio.phonemes else None
-        return _Inputs(png, wav, faces_json(photo), notes, timings)
+        return _Inputs(png, wav, faces_json(photo), notes, timings, spoken)
 
     async def _media(self, function, *args, **kwargs):
         return await asyncio.get_running_loop().run_in_executor(
@@ -243,7 +256,7 @@ class RequestFlow:
     ) -> Job:
         keys = inputs.keys()
         choices = {"engine": options.engine, "quality": options.quality, "motion": options.motion, "seed": asked_seed}
-        fingerprint = dedup_key(requester.platform, requester.user_id, keys, choices)
+        fingerprint = dedup_key(requester.platform, requester.user_id, inputs.identity(), choices)
         job_id = new_job_id()
         existing_id = self.dedup.claim(fingerprint, job_id)
         if existing_id is not None:
