@@ -459,3 +459,13 @@ def test_edge_speech_without_libespeak_goes_out_without_timings(no_libespeak, ca
 
     assert phonemes_for_words([word_timing(chunk) for chunk in EDGE_WORDS], find_voice("en-male")) == ()
     assert any("no phoneme timings" in message for message in fallback_warnings(caplog))
+
+
+def test_every_catalog_voice_speaks_through_libespeak_ng():
+    """The offline engine speaks through the library, which knows some voices ("en-gb",
+    "fr-fr") only by language, as the espeak-ng command line does."""
+    from avatarbot.tts.phonemes import speak_with_phonemes
+
+    for voice in list_voices():
+        spoken = speak_with_phonemes("ok", voice.espeak)
+        assert spoken.duration > 0.1 and spoken.phonemes, voice

@@ -6,9 +6,9 @@ a peer that accepts the connection and then stalls or trickles holds a user for 
 minutes (older versions: forever). So every call here runs under `timeout_s`, and every way it can
 fail becomes a `SpeechError` that the caller may answer with the offline engine.
 
-The service also says when each word is heard (edge-tts's "WordBoundary" events, asked for with
-`boundary="WordBoundary"`; 7.x sends sentence boundaries by default); `tts/phonemes.py` turns
-those into phoneme timings for the lite engine's lips.
+The service also says when each word is heard: "WordBoundary" events, asked for with
+`boundary="WordBoundary"` (an argument since edge-tts 7.2, whose default is sentence
+boundaries). `tts/phonemes.py` turns them into phoneme timings for the lite engine's lips.
 """
 
 from __future__ import annotations
