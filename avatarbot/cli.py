@@ -56,7 +56,9 @@ def _build_parser() -> argparse.ArgumentParser:
     commands.add_parser("doctor", help="check what is installed and working, and how to fix what is not")
 
     run = commands.add_parser(
-        "run", help="run everything on one machine: Redis (embedded if no URL), a worker, and the bots with tokens"
+        "run",
+        help="run everything on one machine: Redis (embedded if no URL), a worker, the bots with tokens, "
+        "and the web page if [web] enabled",
     )
     run.add_argument("--no-worker", action="store_true", help="don't start a render worker here")
 
@@ -71,6 +73,15 @@ def _build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("telegram", help="run the Telegram bot")
     commands.add_parser("discord", help="run the Discord bot")
+    web = commands.add_parser(
+        "web",
+        help="serve the web page: try it in a browser, no bot token needed",
+        description="Serve a page where you upload a photo, record or type what it says, and watch the clip. "
+        "Renders go through the same queue and workers as the bots (a worker must run: `avatarbot run` "
+        "with [web] enabled starts both). Password: web.password, web.password_file or AVATARBOT_WEB__PASSWORD.",
+    )
+    web.add_argument("--host", help="address to listen on (default web.host: 127.0.0.1, this machine only)")
+    web.add_argument("--port", type=int, help="port to listen on (default web.port: 7860)")
 
     convert = commands.add_parser(
         "convert-hunyuan", help="convert official HunyuanVideo-Avatar checkpoints to strict safetensors"
@@ -119,6 +130,10 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
         from avatarbot.bots.discord import run_discord
 
         return run_discord(settings)
+    if args.command == "web":
+        from avatarbot.web import run_web
+
+        return run_web(settings, host=args.host, port=args.port)
     if args.command == "convert-hunyuan":
         from avatarbot.avatar.hunyuan.convert import run_convert
 

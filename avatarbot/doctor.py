@@ -7,6 +7,7 @@ becomes its detail line, so one broken part never hides the report on the others
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ def check_ffmpeg(settings: Settings) -> Check:
     missing = [codec for codec in ("libx264", "aac") if codec not in encoders]
     if missing:
         return Check("ffmpeg", False, f"{exe} lacks encoders: {', '.join(missing)}", fix)
-    return Check("ffmpeg", True, f"{exe} (libx264, aac)")
+    origin = "system, on PATH" if shutil.which("ffmpeg") == exe else "wheel fallback: imageio-ffmpeg"
+    return Check("ffmpeg", True, f"{exe} ({origin}; libx264, aac)")
 
 
 def check_faces(settings: Settings) -> Check:
@@ -81,7 +83,8 @@ def check_redis(settings: Settings) -> Check:
         found = find_redis_server()
         if found:
             binary, origin = found
-            return Check("Redis", True, f"no URL set: `avatarbot run` will start an embedded {binary} (from {origin})")
+            where = "system, on PATH" if origin == "PATH" else f"wheel fallback: {origin}"
+            return Check("Redis", True, f"no URL set: `avatarbot run` will start an embedded {binary} ({where})")
         return Check(
             "Redis",
             False,

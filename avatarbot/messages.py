@@ -299,3 +299,41 @@ def discord_help(message_content_intent: bool, max_audio_seconds: float, max_tex
         "The clip arrives in the same channel with Again and Delete buttons; Cancel stops a clip in the works. "
         "Server admins: /avatar-settings."
     )
+
+
+# --- web page ------------------------------------------------------------------------------------
+# Everything the page shows, by key: the page fills its labels from this table (see avatarbot.web).
+WEB_TEXTS = {
+    "title": "Bring a photo to life",
+    "intro": "Choose a photo of a face, then record, upload or type what it should say.",
+    "photo": "Photo",
+    "use_example": "Use the example photo",
+    "sound": "What should it say?",
+    "tab_text": "Type",
+    "tab_record": "Record",
+    "tab_upload": "Upload a song or recording",
+    "text_placeholder": "Hello! I am a photo, and now I can talk.",
+    "voice": "Voice",
+    "record_start": "Start recording",
+    "record_stop": "Stop",
+    "recording": "Recording…",
+    "recorded": "Recorded. Listen, or record again.",
+    "no_microphone": "The browser didn't let me use a microphone. Upload a recording or type a line instead.",
+    "quality": "Quality",
+    "motion": "Head motion",
+    "motion_still": "still",
+    "motion_lively": "lively",
+    "submit": "Animate",
+    "sending": "Sending…",
+    "download": "Download",
+    "done": "Here you go!",
+    "finishing": "Finishing your clip…",
+    "need_photo": "Choose a photo first.",
+    "need_sound": "Record something, choose a recording, or type a line for the face to say.",
+    "password": "Password",
+    "sign_in": "Sign in",
+    "wrong_password": "That password isn't right.",
+    "sign_in_first": "Sign in with the page's password first.",
+    "offline": "I can't reach the server. Is `avatarbot web` still running?",
+}
+WEB_QUALITY_LABELS = {"fast": "Fast (384 px)", "standard": "Standard (512 px)", "high": "High (704 px)"}

@@ -5,7 +5,8 @@ Starts, as child processes of this one:
    `<data_dir>/redis` (append-only, so queued jobs survive a restart), on a free loopback port.
    Its URL goes to `<data_dir>/run/redis.url`, where `avatarbot animate --queue` finds it;
 2. a render worker (unless --no-worker);
-3. each bot that has a token.
+3. each bot that has a token;
+4. the web page, when `web.enabled`.
 
 Nothing may outlive this process, however it stops:
 - SIGINT / SIGTERM: bots stop, the worker gets `jobs.shutdown_grace_s` to finish a render
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 BOT_STOP_TIMEOUT_S = 10.0
 SUPERVISE_INTERVAL_S = 1.0
+# Each process serves its own /metrics: `[metrics] port` is the worker's, the bots take the next.
+METRICS_PORT_OFFSET = {"worker": 0, "telegram": 1, "discord": 2}
 
 
 def run_all(settings, with_worker: bool) -> int:
@@ -86,7 +89,7 @@ def _run_locked(settings, with_worker: bool) -> int:
             _write_url_file(settings, redis_server.url)
         children = _start_children(settings, with_worker)
         if not children:
-            log.warning("nothing to run here besides Redis: no worker (--no-worker) and no bot tokens")
+            log.warning("nothing to run here besides Redis: no worker (--no-worker), no bot tokens, web page off")
         log.info("avatarbot running: %s; Ctrl-C to stop", ", ".join(["redis"] + [name for name, _ in children]))
         while not stop.wait(SUPERVISE_INTERVAL_S):
             dead = [(name, child) for name, child in children if not child.is_alive()]
@@ -130,13 +133,23 @@ def _start_children(settings, with_worker: bool) -> list[tuple[str, multiprocess
         wanted.append("telegram")
     if settings.discord.resolved_token():
         wanted.append("discord")
+    if settings.web.enabled:
+        wanted.append("web")
     children = []
     for name in wanted:
-        child = context.Process(target=_child_main, args=(name, settings, os.getpid()), name=f"avatarbot-{name}")
+        child_settings = _with_metrics_port(settings, name)
+        child = context.Process(target=_child_main, args=(name, child_settings, os.getpid()), name=f"avatarbot-{name}")
         child.start()
         log.info("started %s (pid %d)", name, child.pid)
         children.append((name, child))
     return children
+
+
+def _with_metrics_port(settings, name: str):
+    if settings.metrics.port is None:
+        return settings
+    port = settings.metrics.port + METRICS_PORT_OFFSET[name]
+    return settings.model_copy(update={"metrics": settings.metrics.model_copy(update={"port": port})})
 
 
 def _child_main(name: str, settings, parent_pid: int) -> None:
@@ -162,6 +175,10 @@ def _child_main(name: str, settings, parent_pid: int) -> None:
         from avatarbot.bots.discord import run_discord
 
         raise SystemExit(run_discord(settings))
+    if name == "web":
+        from avatarbot.web import run_web
+
+        raise SystemExit(run_web(settings))
     raise AssertionError(name)
 
 

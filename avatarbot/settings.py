@@ -135,6 +135,21 @@ class DiscordSettings(_Section):
         return read_secret(self.token, self.token_file)
 
 
+class WebSettings(_Section):
+    """The local web page (`avatarbot web`, or part of `avatarbot run` when enabled)."""
+
+    enabled: bool = False  # `avatarbot run` serves the page too
+    # Loopback by default: the page is for trying avatarbot on this machine. To expose it, set a
+    # host such as "0.0.0.0" and a password (ideally behind a TLS proxy).
+    host: str = "127.0.0.1"
+    port: int = Field(7860, ge=1, le=65535)
+    password: SecretStr | None = None
+    password_file: Path | None = None
+
+    def resolved_password(self) -> str | None:
+        return read_secret(self.password, self.password_file)
+
+
 class HunyuanSettings(_Section):
     weights_dir: Path | None = None
     dtype: Literal["bf16", "fp8"] = "bf16"
@@ -168,6 +183,15 @@ class HunyuanSettings(_Section):
     gpus_per_render: int = Field(1, ge=1)
 
 
+class MetricsSettings(_Section):
+    """`/healthz`, `/readyz` and `/metrics` (Prometheus) of each worker and bot process."""
+
+    # Off when unset. Each process needs its own port: one per worker, one per bot.
+    port: int | None = Field(None, ge=1, le=65535)
+    # Loopback by default: the endpoints have no authentication. "0.0.0.0" in a container.
+    host: str = "127.0.0.1"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AVATARBOT_",
@@ -184,7 +208,9 @@ class Settings(BaseSettings):
     jobs: JobSettings = JobSettings()
     telegram: TelegramSettings = TelegramSettings()
     discord: DiscordSettings = DiscordSettings()
+    web: WebSettings = WebSettings()
     hunyuan: HunyuanSettings = HunyuanSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @model_validator(mode="after")
     def _visibility_above_time_limit(self) -> Settings:

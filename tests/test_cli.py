@@ -154,22 +154,41 @@ def test_doctor_reports_every_part(tmp_path):
     result = avatarbot("doctor", tmp_path=tmp_path)
     for name in ("ffmpeg", "face detection", "offline TTS", "edge-tts", "Redis", "GPU", "HunyuanVideo-Avatar weights"):
         assert name in result.stdout
-    # Everything required is installed by scripts/install.sh, so the doctor is satisfied here.
+    # Everything required is installed by scripts/setup.sh, so the doctor is satisfied here.
     assert result.returncode == 0, result.stdout
     assert "[ok ] ffmpeg" in result.stdout
+    assert "system, on PATH; libx264, aac" in result.stdout  # Debian's ffmpeg, not the wheel's
+
+
+def test_doctor_says_when_the_wheel_ffmpeg_stands_in(tmp_path):
+    """With no ffmpeg on PATH the one inside the imageio-ffmpeg wheel encodes, and doctor says so."""
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent), HF_HUB_OFFLINE="1", AVATARBOT_DATA_DIR=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-m", "avatarbot", "doctor"], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT
+    )
+    ffmpeg_line = next(line for line in result.stdout.splitlines() if "] ffmpeg:" in line)
+    assert ffmpeg_line.startswith("[ok ]") and "wheel fallback: imageio-ffmpeg" in ffmpeg_line
 
 
 def readme_demo_command() -> list[str]:
+    """What scripts/demo.sh runs, as the README shows it; the two must agree."""
     import shlex
 
-    for line in (ROOT / "README.md").read_text().splitlines():
-        if line.startswith("avatarbot animate --photo examples/"):
-            return shlex.split(line)
-    raise AssertionError("the README's demo command is missing")
+    def animate_line(text: str) -> list[str]:
+        for line in text.splitlines():
+            if "animate --photo examples/" in line:
+                words = shlex.split(line)
+                return words[words.index("animate") - 1 :]
+        raise AssertionError("no demo command")
+
+    readme = animate_line((ROOT / "README.md").read_text())
+    script = animate_line((ROOT / "scripts" / "demo.sh").read_text())
+    assert readme[1:-1] == script[1:-1]  # the same command but for the venv path and the output
+    return ["avatarbot", *readme[1:]]
 
 
 def test_readme_demo_command(tmp_path):
-    """The README's demo, run as written (from the repo root): an H.264 + AAC clip as long as the speech."""
+    """The README's demo (scripts/demo.sh's command) from the repo root: an H.264 + AAC clip as long as the speech."""
     from avatarbot.settings import Settings
     from avatarbot.tts import speak
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from avatarbot import messages
 from avatarbot.errors import AvatarbotError
+from avatarbot.observability import requests as request_metrics
 from avatarbot.service import intake, replies
 from avatarbot.service.flow import RenderRequest, RequestFlow
 from avatarbot.service.status import StatusBoard
@@ -97,6 +98,7 @@ class Lifecycle:
         quality: str | None = None, motion: float | None = None, platform_max_bytes: int | None = None,
     ) -> Job | None:  # fmt: skip
         """Answer one request, whatever becomes of it; the job, if one was made or found."""
+        first_answer = request_metrics.FirstAnswer(self.platform)
         limits = self.flow.settings.limits
         cap = intake.byte_cap(self.flow.settings, photo, platform_max_bytes)
         try:
@@ -106,6 +108,7 @@ class Lifecycle:
             async with self.flow.intake(requester):  # a refusal by quota costs no download
                 try:
                     await answer.acknowledge()
+                    first_answer.answered()
                 except AvatarbotError:
                     raise
                 except Exception as error:
@@ -122,11 +125,14 @@ class Lifecycle:
                 job = await self.flow.submit(requester, reply_to, request)
         except AvatarbotError as error:
             log.info("request from %s:%s refused: %s (%s)", self.platform, requester.user_id, error.detail, error.code)
+            request_metrics.observe_refusal(self.platform, error.code)
             await answer.say(error.user_message)
+            first_answer.answered()
             return None
         except Exception:
             log.exception("request from %s:%s failed", self.platform, requester.user_id)
             await answer.say(messages.UNEXPECTED)
+            first_answer.answered()
             return None
         if job.duplicate:
             await self._repeat(answer, job, reply_to)
@@ -259,11 +265,13 @@ class Lifecycle:
             outcome = None
             try:
                 record, outcome = await self._post_outcome(job)
+                request_metrics.observe_delivery(self.platform, record)
             except asyncio.CancelledError:
                 await self.flow.abandon_delivery(job.id)
                 raise
             except Exception as error:
                 record = await self._delivery_failed(job, error)
+                request_metrics.observe_delivery(self.platform, record)
                 if record is None:
                     return
             self._failed_attempts.pop(job.id, None)

@@ -31,6 +31,7 @@ import redis
 from avatarbot import messages
 from avatarbot.errors import AvatarbotError, RenderCancelled, RenderTimeoutError
 from avatarbot.media.images import load_photo
+from avatarbot.observability import render as render_metrics
 from avatarbot.tasks.app import RENDER_TASK
 from avatarbot.tasks.blobs import BlobMissingError, BlobStore, blob_store_from_settings
 from avatarbot.tasks.inputs import read_photo, read_wav
@@ -118,11 +119,14 @@ def run_render_job(job_id: str, ctx: WorkerContext) -> str:
         log.error("job %s: its render died %d times; giving up", job_id, job.attempts - 1)
         ctx.store.fail(job_id, token, code="render_failed", user_message=messages.RENDER_FAILED)
         return "failed:too_many_attempts"
+    render_metrics.observe_queue_wait(job)
     run = _Run(ctx, job, token)
     heartbeat = threading.Thread(target=run.keep_lease, name=f"lease-{job_id}", daemon=True)
     heartbeat.start()
     try:
-        return run.execute()
+        outcome = run.execute()
+        render_metrics.observe_outcome(run.engine_name, outcome)
+        return outcome
     finally:
         run.finished.set()
         heartbeat.join(timeout=5)
@@ -150,6 +154,7 @@ class _Run:
         self.settings = ctx.settings
         self.store = ctx.store
         self.job = job
+        self.engine_name = job.options.engine or self.settings.render.engine
         self.token = token
         self.finished = threading.Event()
         self.lease_lost = threading.Event()
@@ -275,6 +280,7 @@ class _Run:
                     raise
                 quality = LOWER_QUALITY[quality]
                 log.warning("job %s: out of memory; retrying at %s", job.id, quality)
+                render_metrics.observe_out_of_memory_retry(self.engine_name, job.options.quality)
                 notes.append(messages.LOWER_QUALITY_NOTE)
                 _free_gpu_memory()
                 clip = self._render(photo, audio, quality, out)
@@ -290,6 +296,7 @@ class _Run:
         if not done:
             log.info("job %s ended elsewhere while encoding (%s)", job.id, self.store.state(job.id))
             return "cancelled" if not self.lease_lost.is_set() else "lost"
+        render_metrics.observe_render(self.engine_name, quality, work_s)
         log.info("job %s done: %dx%d in %.1f s", job.id, clip.width, clip.height, work_s)
         return "done"
 
@@ -298,11 +305,19 @@ class _Run:
         from avatarbot.render import render_to_mp4
 
         options = RenderOptions(quality=quality, motion=self.job.options.motion, seed=self.job.options.seed)
-        engine = engine_for(self.job.options.engine or self.settings.render.engine, self.settings)
-        return render_to_mp4(
+        engine = engine_for(self.engine_name, self.settings)
+        watch = render_metrics.RenderWatch(self.engine_name, quality)
+
+        def on_progress(progress) -> None:
+            watch.on_progress(progress)
+            self.on_progress(progress)
+
+        clip = render_to_mp4(
             engine, photo, audio, options, out, crf=self.settings.render.crf[quality],
-            progress=self.on_progress, should_cancel=self.should_cancel,
+            progress=on_progress, should_cancel=self.should_cancel,
         )  # fmt: skip
+        watch.ended()
+        return clip
 
     def _fail(self, code: str, user_message: str, params: dict | None = None) -> str:
         self.store.fail(self.job.id, self.token, code=code, user_message=user_message, params=params)

@@ -24,17 +24,36 @@ import threading
 
 from celery import signals
 
+from avatarbot.observability.processes import disable_multiprocess, enable_multiprocess
 from avatarbot.tasks.redis_server import die_with_parent
 
 log = logging.getLogger(__name__)
 
 
 def run_worker(settings, concurrency: int, queues: str, gpus: str | None = None) -> int:
+    # Before anything imports prometheus_client: pool processes then write their metrics where
+    # this process, which serves /metrics, can add them up.
+    metrics_dir = enable_multiprocess() if settings.metrics.port is not None else None
+    if metrics_dir is not None:
+        log.info("pool metrics in %s", metrics_dir)
+    try:
+        return _run_worker(settings, concurrency, queues, gpus)
+    finally:
+        if metrics_dir is not None:
+            disable_multiprocess(metrics_dir)
+
+
+def _run_worker(settings, concurrency: int, queues: str, gpus: str | None) -> int:
+    from avatarbot.observability.endpoints import start_worker_endpoints
     from avatarbot.tasks.app import create_app
 
     if gpus:
         _span_gpus(settings, gpus, concurrency)
     app = create_app(settings)
+    consuming = threading.Event()
+    signals.worker_ready.connect(lambda **_: consuming.set(), weak=False)
+    signals.worker_shutdown.connect(lambda **_: consuming.clear(), weak=False)
+    endpoints = start_worker_endpoints(settings, consuming)
     signals.worker_process_init.connect(_pool_process_started, weak=False)
     stop_watch = threading.Event()
     signals.worker_ready.connect(_watch_orphans_when_ready(settings, app, stop_watch), weak=False)
@@ -55,6 +74,9 @@ def run_worker(settings, concurrency: int, queues: str, gpus: str | None = None)
         app.worker_main(argv)
     except SystemExit as exit_:
         return int(exit_.code or 0)
+    finally:
+        if endpoints is not None:
+            endpoints.stop()
     return 0
 
 

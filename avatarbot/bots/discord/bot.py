@@ -19,6 +19,7 @@ from avatarbot.bots.discord import commands
 from avatarbot.bots.discord.buttons import DYNAMIC_ITEMS
 from avatarbot.bots.discord.requests import Requests
 from avatarbot.bots.discord.surface import DiscordSurface
+from avatarbot.observability.endpoints import start_bot_endpoints
 from avatarbot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class AvatarBot(discord.Client):
         self.tree.on_error = self._on_command_error
         self.requests = Requests(self)
         self.lifecycle = None  # the flow's Lifecycle for this surface, made in setup_hook
+        self.endpoints = None  # /healthz, /readyz, /metrics when [metrics] port is set
         self.http_session: aiohttp.ClientSession | None = None
         commands.register(self.tree, self)
 
@@ -78,6 +80,13 @@ class AvatarBot(discord.Client):
 
         self.lifecycle = Lifecycle(self.flow, DiscordSurface(self))
         self.lifecycle.start()
+        self.endpoints = start_bot_endpoints(self.settings, "discord", self.connected)
+
+    def connected(self) -> bool:
+        """READY received and the gateway socket open now (is_ready() alone stays true while
+        discord.py reconnects)."""
+        ws = self.ws
+        return self.is_ready() and not self.is_closed() and ws is not None and ws.open
 
     async def sync_commands(self) -> None:
         """Guild sync is instant (development); global sync can take a while to show (production)."""
@@ -95,6 +104,9 @@ class AvatarBot(discord.Client):
             log.error("command sync failed (%s); the previous commands stay", error.status)
 
     async def close(self) -> None:
+        if self.endpoints is not None:
+            self.endpoints.stop()
+            self.endpoints = None
         if self.lifecycle is not None:
             await self.lifecycle.stop()
         if self.http_session is not None:

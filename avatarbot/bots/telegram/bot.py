@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -28,6 +29,7 @@ from telegram.ext import (
 
 from avatarbot import messages
 from avatarbot.errors import UnknownVoiceError
+from avatarbot.observability.endpoints import start_bot_endpoints
 from avatarbot.service import replies
 from avatarbot.service.flow import ReplyTarget, Requester, RequestFlow
 from avatarbot.service.lifecycle import Lifecycle
@@ -54,6 +56,8 @@ STARTUP_BACKOFF_MAX_S = 60.0
 MAX_CONCURRENT_UPDATES = 2048
 # Long-poll timeout for getUpdates.
 POLL_TIMEOUT = timedelta(seconds=10)
+# /readyz: connected once no getUpdates has failed for a long poll plus this long.
+POLL_ERROR_GRACE_S = 5.0
 ADMIN_STATUSES = {ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER}
 COMMANDS = [BotCommand(name, description) for name, description in messages.TELEGRAM_COMMANDS.items()]
 
@@ -72,6 +76,7 @@ class TelegramBot:
         self.flow = flow or RequestFlow.from_settings(settings)
         self.application: Application | None = None
         self.lifecycle: Lifecycle | None = None
+        self._last_poll_error: float | None = None  # time.monotonic() of the last failed getUpdates
 
     # --- wiring ----------------------------------------------------------------------------------
     def build_application(self) -> Application:
@@ -115,9 +120,12 @@ class TelegramBot:
         )
         self.lifecycle.start()
         log.info("telegram bot @%s is running", application.bot.username)
+        endpoints = start_bot_endpoints(self.settings, "telegram", self.connected)
         try:
             yield self
         finally:
+            if endpoints is not None:
+                endpoints.stop()
             await self.lifecycle.stop()
             if application.updater.running:
                 await application.updater.stop()
@@ -143,10 +151,19 @@ class TelegramBot:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, STARTUP_BACKOFF_MAX_S)
 
-    @staticmethod
-    def _on_poll_error(error: TelegramError) -> None:
+    def _on_poll_error(self, error: TelegramError) -> None:
         # PTB retries getUpdates with backoff on its own; we only keep the log readable.
         log.warning("polling for updates failed (retrying): %s", error)
+        self._last_poll_error = time.monotonic()
+
+    def connected(self) -> bool:
+        """Polling, and no getUpdates failed within the last long poll and a bit: PTB reports
+        failed polls only, so a quiet error callback is what a working connection looks like."""
+        application = self.application
+        if application is None or application.updater is None or not application.updater.running:
+            return False
+        last_error = self._last_poll_error
+        return last_error is None or time.monotonic() - last_error > POLL_TIMEOUT.total_seconds() + POLL_ERROR_GRACE_S
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Anything a handler didn't expect: log it, apologise, keep going."""
