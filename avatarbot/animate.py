@@ -61,8 +61,9 @@ def _animate_here(args, settings, engine_name, options, photo_bytes, audio_bytes
     if audio_bytes is None:
         from avatarbot.tts import speak
 
-        audio_bytes = speak(args.text, args.voice_name, settings)
-    audio = load_audio(audio_bytes, settings.limits)
+        audio = speak(args.text, args.voice_name, settings).decode(settings.limits)  # with phoneme timings
+    else:
+        audio = load_audio(audio_bytes, settings.limits)
     engine = get_engine(engine_name, settings)
 
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -54,10 +54,12 @@ def check_faces(settings: Settings) -> Check:
 
 
 def check_offline_tts(settings: Settings) -> Check:
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        return Check("offline TTS", False, "espeak-ng not found", "apt-get install espeak-ng")
-    return Check("offline TTS", True, exe)
+    """The offline voice speaks through libespeak-ng (it alone reports phoneme timings)."""
+    from avatarbot.tts.phonemes import espeak_available
+
+    if not espeak_available():
+        return Check("offline TTS", False, "libespeak-ng not found", "apt-get install espeak-ng")
+    return Check("offline TTS", True, "libespeak-ng")
 
 
 def check_edge_tts(settings: Settings) -> Check:

@@ -189,7 +189,6 @@ def readme_demo_command() -> list[str]:
 
 def test_readme_demo_command(tmp_path):
     """The README's demo (scripts/demo.sh's command) from the repo root: an H.264 + AAC clip as long as the speech."""
-    from avatarbot.media.audio import load_audio
     from avatarbot.settings import Settings
     from avatarbot.tts import speak
 
@@ -208,5 +207,5 @@ def test_readme_demo_command(tmp_path):
     assert result.returncode == 0, result.stderr
     settings = Settings(tts={"engine": "offline"})
     text = command[command.index("--text") + 1]
-    speech = load_audio(speak(text, None, settings), settings.limits)
+    speech = speak(text, None, settings).decode(settings.limits)
     assert_valid_clip(out, speech.duration)

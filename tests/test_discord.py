@@ -347,7 +347,10 @@ async def test_a_clip_that_cannot_fit_gets_a_clear_reply_not_endless_retries(
                 CLIP_WAIT_S, "the failure reply",
             )  # fmt: skip
             assert _clip_posts(fake) == []
-            [job] = _jobs_of(config, user.id)
+            # The reply is posted first and recorded right after: wait for the record, then check it.
+            [job] = await fake.wait_for(
+                lambda: [j for j in _jobs_of(config, user.id) if j.delivery] or None, 10, "the delivery record"
+            )
             assert job.delivery["message_id"] == reply["id"]
 
 

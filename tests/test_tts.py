@@ -128,7 +128,7 @@ def fallback_warnings(caplog) -> list[str]:
 
 # --- offline engine ----------------------------------------------------------------------------
 def test_offline_speaks_a_sentence_as_a_valid_non_silent_wav():
-    data = speak(SENTENCE, "en-female", make_settings("offline"))
+    data = speak(SENTENCE, "en-female", make_settings("offline")).data
 
     seconds, rms = decode_wav(data)
     assert 1.5 < seconds < 10, seconds  # ten words at 175 words a minute: about 3-4 s
@@ -137,8 +137,8 @@ def test_offline_speaks_a_sentence_as_a_valid_non_silent_wav():
 
 def test_faster_rate_gives_shorter_speech():
     settings = make_settings("offline")
-    slow, _ = decode_wav(speak(SENTENCE, "en-male", settings, rate=0.5))
-    fast, _ = decode_wav(speak(SENTENCE, "en-male", settings, rate=2.0))
+    slow, _ = decode_wav(speak(SENTENCE, "en-male", settings, rate=0.5).data)
+    fast, _ = decode_wav(speak(SENTENCE, "en-male", settings, rate=2.0).data)
     assert fast < slow * 0.6, (fast, slow)
 
 
@@ -148,7 +148,7 @@ def test_rate_outside_the_range_is_refused():
 
 
 def test_text_starting_with_a_dash_is_spoken_not_taken_as_an_option():
-    seconds, rms = decode_wav(speak("-v xx --help me", "en", make_settings("offline")))
+    seconds, rms = decode_wav(speak("-v xx --help me", "en", make_settings("offline")).data)
     assert seconds > 0.5 and rms > 0.01
 
 
@@ -158,7 +158,7 @@ def test_right_to_left_text_is_spoken(text, voice):
     marked = f"\u200f\u202b{text}\u202c\u200e"
     assert clean_text(marked, 500) == text
 
-    seconds, rms = decode_wav(speak(marked, voice, make_settings("offline")))
+    seconds, rms = decode_wav(speak(marked, voice, make_settings("offline")).data)
     assert seconds > 1.0 and rms > 0.01
 
 
@@ -166,25 +166,33 @@ def test_offline_speech_decodes_with_the_media_loader():
     audio_module = pytest.importorskip("avatarbot.media.audio")
     settings = make_settings("offline")
 
-    audio = audio_module.load_audio(speak(SENTENCE, "fr-male", settings), settings.limits)
+    audio = audio_module.load_audio(speak(SENTENCE, "fr-male", settings).data, settings.limits)
 
     assert 1.5 < audio.duration < 10
     assert float(abs(audio.samples).max()) > 0.05
 
 
-def test_missing_espeak_is_a_speech_error(monkeypatch, tmp_path):
-    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no espeak-ng anywhere on PATH
+@pytest.fixture
+def no_libespeak(monkeypatch):
+    """This process as it would be without libespeak-ng: the library names lead nowhere and the
+    already loaded library is forgotten for the test."""
+    from avatarbot.tts import phonemes
 
+    monkeypatch.setattr(phonemes, "LIBRARY_NAMES", ("avatarbot-no-such-espeak", "libavatarbot-no-such-espeak.so.1"))
+    monkeypatch.setattr(phonemes, "_library", None)
+
+
+def test_missing_espeak_is_a_speech_error(no_libespeak):
     with pytest.raises(SpeechError) as caught:
         speak(SENTENCE, None, make_settings("offline"))
     assert caught.value.user_message == messages.SPEECH_FAILED
-    assert "espeak-ng is not installed" in caught.value.detail
+    assert "libespeak-ng is not installed" in caught.value.detail
 
 
 def test_offline_mode_never_contacts_edge(edge_at, silent_peer):
     edge_at(silent_peer.port)
 
-    data = speak(SENTENCE, None, make_settings("offline"))
+    data = speak(SENTENCE, None, make_settings("offline")).data
 
     assert data[:4] == b"RIFF"
     assert silent_peer.accepted == []
@@ -196,7 +204,7 @@ def test_auto_falls_back_when_edge_stalls(edge_at, silent_peer, caplog):
     edge_at(silent_peer.port)
 
     started = time.monotonic()
-    data = speak(SENTENCE, "en-female", make_settings("auto"))
+    data = speak(SENTENCE, "en-female", make_settings("auto")).data
     elapsed = time.monotonic() - started
 
     assert silent_peer.accepted, "edge-tts never reached the stalled peer"
@@ -211,7 +219,7 @@ async def test_auto_falls_back_when_edge_is_refused(edge_at, refusing_port, capl
     edge_at(refusing_port)
 
     started = time.monotonic()
-    data = await speak_async(SENTENCE, "de-male", make_settings("auto"))
+    data = (await speak_async(SENTENCE, "de-male", make_settings("auto"))).data
     elapsed = time.monotonic() - started
 
     assert elapsed < RETURN_BOUND_S
@@ -244,9 +252,8 @@ def test_edge_mode_raises_when_edge_is_refused(edge_at, refusing_port):
     assert str(refusing_port) in caught.value.detail
 
 
-def test_auto_with_neither_engine_is_a_speech_error(edge_at, refusing_port, monkeypatch, tmp_path):
+def test_auto_with_neither_engine_is_a_speech_error(edge_at, refusing_port, no_libespeak):
     edge_at(refusing_port)
-    monkeypatch.setenv("PATH", str(tmp_path))
 
     with pytest.raises(SpeechError) as caught:
         speak(SENTENCE, None, make_settings("auto"))
@@ -392,3 +399,73 @@ def test_unknown_espeak_voice_for_phonemes_is_refused():
 
     with pytest.raises(ValueError):
         speak_with_phonemes("hello", voice="no-such-voice")
+
+
+def test_offline_speech_carries_its_phoneme_timings_through_decoding():
+    settings = make_settings("offline")
+    speech = speak("Bob made a map", "en-male", settings)
+    assert [p.symbol for p in speech.phonemes if p.symbol[0] in "pbm"] == ["b", "b", "m", "m", "p"]
+
+    audio = speech.decode(settings.limits)  # 16 kHz, loudness-normalised: the times stay
+    assert audio.sample_rate == 16_000 and audio.phonemes == speech.phonemes
+    assert audio.phonemes[-1].end == pytest.approx(audio.duration, abs=0.05)
+
+
+# What edge-tts 7.x yields for "Bob made a map, Pam." with boundary="WordBoundary" (offsets and
+# durations in 100 ns ticks), written by hand: words with gaps between them and a comma.
+EDGE_WORDS = [
+    {"type": "WordBoundary", "offset": 1_000_000, "duration": 3_000_000, "text": "Bob"},
+    {"type": "WordBoundary", "offset": 4_500_000, "duration": 2_500_000, "text": "made"},
+    {"type": "WordBoundary", "offset": 7_000_000, "duration": 500_000, "text": "a"},
+    {"type": "WordBoundary", "offset": 7_500_000, "duration": 3_500_000, "text": "map"},
+    {"type": "WordBoundary", "offset": 11_000_000, "duration": 1_000_000, "text": ","},
+    {"type": "WordBoundary", "offset": 14_000_000, "duration": 4_000_000, "text": "Pam"},
+]
+
+
+def test_edge_word_boundaries_become_phoneme_timings_inside_each_word():
+    from avatarbot.tts.edge import phonemes_for_words, word_timing
+
+    words = [word_timing(chunk) for chunk in EDGE_WORDS]
+    assert words[0] == ("Bob", 0.1, 0.4) and words[-1] == ("Pam", 1.4, 1.8)
+
+    phonemes = phonemes_for_words(words, find_voice("en-male"))
+
+    assert [p.symbol for p in phonemes if p.symbol[0] in "pbm"] == ["b", "b", "m", "m", "p", "p", "m"]
+    assert not any(p.symbol.startswith("_") for p in phonemes)  # espeak-ng's pauses around a word
+    for text, start, end in words:
+        inside = [p for p in phonemes if start <= p.start < end]
+        if text == ",":
+            assert inside == []  # nothing is said for it
+            continue
+        # The word's phonemes tile its span exactly, in order.
+        assert inside[0].start == pytest.approx(start) and inside[-1].end == pytest.approx(end)
+        assert all(a.end == pytest.approx(b.start) for a, b in zip(inside, inside[1:], strict=False))
+    # Between words (1.2 s to 1.4 s) nothing is placed: the lips rest or close there.
+    assert not [p for p in phonemes if p.end > 1.2 + 1e-9 and p.start < 1.4 - 1e-9]
+
+
+def test_edge_word_phonemes_follow_the_voices_language():
+    from avatarbot.tts.edge import phonemes_for_words
+
+    english = phonemes_for_words([("Paris", 0.0, 0.5)], find_voice("en-male"))
+    french = phonemes_for_words([("Paris", 0.0, 0.5)], find_voice("fr-male"))
+    assert [p.symbol for p in english] != [p.symbol for p in french]
+    assert english[0].symbol == french[0].symbol == "p"
+
+
+def test_edge_speech_without_libespeak_goes_out_without_timings(no_libespeak, caplog):
+    from avatarbot.tts.edge import phonemes_for_words, word_timing
+
+    assert phonemes_for_words([word_timing(chunk) for chunk in EDGE_WORDS], find_voice("en-male")) == ()
+    assert any("no phoneme timings" in message for message in fallback_warnings(caplog))
+
+
+def test_every_catalog_voice_speaks_through_libespeak_ng():
+    """The offline engine speaks through the library, which knows some voices ("en-gb",
+    "fr-fr") only by language, as the espeak-ng command line does."""
+    from avatarbot.tts.phonemes import speak_with_phonemes
+
+    for voice in list_voices():
+        spoken = speak_with_phonemes("ok", voice.espeak)
+        assert spoken.duration > 0.1 and spoken.phonemes, voice

@@ -51,6 +51,7 @@ from avatarbot.tasks.inputs import (
     SAMPLE_RATE,
     audio_wav,
     faces_json,
+    phonemes_json,
     photo_png,
 )
 from avatarbot.tasks.jobs import (
@@ -90,19 +91,35 @@ class RenderRequest:
 
 @dataclass
 class _Inputs:
-    """Normalised inputs, ready for the blob store: PNG photo, 16 kHz mono 16-bit WAV, faces."""
+    """Normalised inputs, ready for the blob store: PNG photo, 16 kHz mono 16-bit WAV, faces, and
+    for speech made from text its phoneme timings."""
 
     photo_png: bytes
     audio_wav: bytes
     faces_json: bytes
     notes: list[str]
+    phonemes_json: bytes | None = None
+    # Speech made from text: its voice and text. The same line spoken twice is not the same
+    # samples (espeak-ng's pitch flutter runs on from one call to the next; edge-tts promises
+    # nothing), so a repeat is recognised by what was asked for, not by the speech made from it.
+    spoken: str | None = None
 
     def keys(self) -> dict[str, str]:
-        return {
+        keys = {
             "photo": blob_key(self.photo_png, ".png"),
             "audio": blob_key(self.audio_wav, ".wav"),
             "faces": blob_key(self.faces_json, ".json"),
         }
+        if self.phonemes_json is not None:
+            keys["phonemes"] = blob_key(self.phonemes_json, ".json")
+        return keys
+
+    def identity(self) -> dict[str, str]:
+        """What makes two requests the same one (the deduplication fingerprint's inputs)."""
+        keys = self.keys()
+        if self.spoken is None:
+            return keys
+        return {"photo": keys["photo"], "faces": keys["faces"], "spoken": self.spoken}
 
 
 # Decoding, checking and re-encoding media get their own threads. asyncio's default pool also runs
@@ -213,17 +230,21 @@ class RequestFlow:
 
         limits = self.settings.limits
         photo = await self._media(load_photo, request.photo, limits)
-        audio_bytes = request.audio
-        if audio_bytes is None:
+        spoken = None
+        if request.audio is not None:
+            audio = await self._media(load_audio, request.audio, limits, sample_rate=SAMPLE_RATE)
+        else:
             if not (request.text or "").strip():
                 raise EmptyTextError(messages.EMPTY_TEXT, detail="no recording and no text")
             from avatarbot.tts import speak_async
 
-            audio_bytes = await speak_async(request.text, request.voice_name, self.settings)
-        audio = await self._media(load_audio, audio_bytes, limits, sample_rate=SAMPLE_RATE)
+            speech = await speak_async(request.text, request.voice_name, self.settings)
+            audio = await self._media(speech.decode, limits, sample_rate=SAMPLE_RATE)
+            spoken = f"{request.voice_name or ''}\n{request.text}"
         png, wav = await self._media(lambda: (photo_png(photo.rgb), audio_wav(audio.samples, audio.sample_rate)))
         notes = [] if photo.main_face is not None else [messages.NO_FACE_NOTE]
-        return _Inputs(png, wav, faces_json(photo), notes)
+        timings = phonemes_json(audio.phonemes) if audio.phonemes else None
+        return _Inputs(png, wav, faces_json(photo), notes, timings, spoken)
 
     async def _media(self, function, *args, **kwargs):
         return await asyncio.get_running_loop().run_in_executor(
@@ -235,7 +256,7 @@ class RequestFlow:
     ) -> Job:
         keys = inputs.keys()
         choices = {"engine": options.engine, "quality": options.quality, "motion": options.motion, "seed": asked_seed}
-        fingerprint = dedup_key(requester.platform, requester.user_id, keys, choices)
+        fingerprint = dedup_key(requester.platform, requester.user_id, inputs.identity(), choices)
         job_id = new_job_id()
         existing_id = self.dedup.claim(fingerprint, job_id)
         if existing_id is not None:
@@ -256,6 +277,8 @@ class RequestFlow:
             self.blobs.put(inputs.photo_png, ".png")
             self.blobs.put(inputs.audio_wav, ".wav")
             self.blobs.put(inputs.faces_json, ".json")
+            if inputs.phonemes_json is not None:
+                self.blobs.put(inputs.phonemes_json, ".json")
             job = self.store.create(requester, reply_to, options, keys, job_id=job_id, notes=inputs.notes)
         except Exception:
             self.quotas.release(job_id, requester.platform, requester.user_id, requester.server_id)
@@ -394,6 +417,7 @@ class RequestFlow:
                     if "faces" in job.inputs
                     else faces_json(load_photo(png, self.settings.limits))
                 )
+                phonemes = self.blobs.get(job.inputs["phonemes"]) if "phonemes" in job.inputs else None
             except BlobMissingError as error:
                 raise InputsExpiredError(
                     messages.INPUTS_EXPIRED, detail=f"job {job_id}: blob {error} expired"
@@ -401,7 +425,9 @@ class RequestFlow:
             seed = secrets.randbelow(SEED_RANGE)
             options = JobOptions(**{**job.options.__dict__, "seed": seed})
             notes = [note for note in job.notes if note == messages.NO_FACE_NOTE]
-            return self._create_and_enqueue(requester, job.reply_target, _Inputs(png, wav, faces, notes), options, seed)
+            return self._create_and_enqueue(
+                requester, job.reply_target, _Inputs(png, wav, faces, notes, phonemes), options, seed
+            )
 
         return await asyncio.to_thread(self._queue_unavailable_on_redis_error, again)
 

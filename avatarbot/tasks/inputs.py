@@ -3,6 +3,8 @@
 Normalising once at submit time means the worker reads simple files it can trust, without
 ffmpeg or a second face detection (the faces found at submit travel along as a small JSON
 blob), and a re-upload of the same photo in another format still deduplicates by content.
+Speech made from text brings its phoneme timings along the same way, so the lite engine shapes
+the lips from what was said; recordings have none.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import wave
 
 import numpy as np
 
-from avatarbot.media.types import Audio, Face, Photo
+from avatarbot.media.types import Audio, Face, Phoneme, Photo
 
 SAMPLE_RATE = 16_000  # what every engine consumes (whisper features, DESIGN §6)
 
@@ -71,11 +73,23 @@ def read_photo(png: bytes, faces: bytes) -> Photo:
     return Photo(rgb=rgb, faces=found, main_face=main, source_format="PNG")
 
 
-def read_wav(data: bytes) -> Audio:
-    """The stored WAV back to samples: no ffmpeg, since we wrote it ourselves."""
+def phonemes_json(phonemes: tuple[Phoneme, ...]) -> bytes:
+    """Phoneme timings as [symbol, start, end] rows (seconds, to 0.1 ms)."""
+    rows = [[p.symbol, round(p.start, 4), round(p.end, 4)] for p in phonemes]
+    return json.dumps({"phonemes": rows}, separators=(",", ":")).encode()
+
+
+def read_phonemes(data: bytes) -> tuple[Phoneme, ...]:
+    return tuple(Phoneme(symbol, start, end) for symbol, start, end in json.loads(data)["phonemes"])
+
+
+def read_wav(data: bytes, phonemes: bytes | None = None) -> Audio:
+    """The stored WAV back to samples (no ffmpeg, since we wrote it ourselves), with the stored
+    phoneme timings (`phonemes_json`) when the speech came from text."""
     with wave.open(io.BytesIO(data), "rb") as source:
         if (source.getnchannels(), source.getsampwidth()) != (1, 2):
             raise ValueError("not a normalised avatarbot WAV (mono, 16-bit)")
         rate = source.getframerate()
         pcm = np.frombuffer(source.readframes(source.getnframes()), dtype="<i2")
-    return Audio(samples=pcm.astype(np.float32) / 32768.0, sample_rate=rate, source_format="wav")
+    timings = read_phonemes(phonemes) if phonemes is not None else ()
+    return Audio(samples=pcm.astype(np.float32) / 32768.0, sample_rate=rate, source_format="wav", phonemes=timings)

@@ -86,7 +86,7 @@ class Job:
     requester: Requester
     reply_target: ReplyTarget
     options: JobOptions
-    inputs: dict[str, str]  # "photo" / "audio" -> blob key
+    inputs: dict[str, str]  # "photo" / "audio" / "faces" / "phonemes" (speech from text) -> blob key
     state: str
     stage: str = ""
     step: int = 0

@@ -266,7 +266,8 @@ class _Run:
             photo = read_photo(png, blobs.get(job.inputs["faces"]))
         else:  # a record written without its faces: detect them again
             photo = load_photo(png, self.settings.limits)
-        audio = read_wav(blobs.get(job.inputs["audio"]))
+        phonemes = blobs.get(job.inputs["phonemes"]) if "phonemes" in job.inputs else None  # text: TTS timings
+        audio = read_wav(blobs.get(job.inputs["audio"]), phonemes)
         notes = list(job.notes)
         quality = job.options.quality
         started = time.monotonic()

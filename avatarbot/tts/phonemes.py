@@ -9,6 +9,10 @@ in the audio. There is no maintained Python binding on PyPI that exposes these e
 
 Symbols are espeak-ng's own phoneme mnemonics ("p", "m", "i:", "u:", "aI", "@", "_:" for a
 pause), which `avatar/lite/visemes.py` maps to mouth shapes.
+
+edge-tts reports only when each word is heard; `phonemes_in_words` fills each word's span with
+that word's phonemes as espeak-ng speaks it in the same language, each taking the share of the
+span that espeak-ng gives it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
 _EVENT_LIST_TERMINATED, _EVENT_PHONEME = 0, 7
 _PARAMETER_RATE = 1
+_PAUSE_PREFIX = "_"
 LIBRARY_NAMES = ("espeak-ng", "libespeak-ng.so.1")
 
 
@@ -46,6 +51,20 @@ class _Event(ctypes.Structure):
         ("sample", ctypes.c_int),  # samples since the start of the text
         ("user_data", ctypes.c_void_p),
         ("id", _EventId),
+    ]
+
+
+class _Voice(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("languages", ctypes.c_char_p),
+        ("identifier", ctypes.c_char_p),
+        ("gender", ctypes.c_ubyte),
+        ("age", ctypes.c_ubyte),
+        ("variant", ctypes.c_ubyte),
+        ("xx1", ctypes.c_ubyte),
+        ("score", ctypes.c_int),
+        ("spare", ctypes.c_void_p),
     ]
 
 
@@ -84,8 +103,7 @@ def speak_with_phonemes(text: str, voice: str = "en", rate: float = 1.0) -> Audi
 
         callback = _Callback(on_audio)  # kept alive until synthesis ends
         library.espeak_SetSynthCallback(callback)
-        if library.espeak_SetVoiceByName(voice.encode()) != 0:
-            raise ValueError(f"espeak-ng has no voice {voice!r}")
+        _select_voice(library, voice)
         library.espeak_SetParameter(_PARAMETER_RATE, espeak_words_per_minute(rate), 0)
         data = text.encode("utf-8")
         library.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
@@ -100,6 +118,51 @@ def speak_with_phonemes(text: str, voice: str = "en", rate: float = 1.0) -> Audi
     return Audio(samples=pcm.astype(np.float32) / 32768.0, sample_rate=sample_rate, phonemes=phonemes)
 
 
+def phonemes_in_words(words: list[tuple[str, float, float]], voice: str = "en") -> tuple[Phoneme, ...]:
+    """Phoneme timings for speech whose words are heard at known times: `words` is
+    (text, start, end) in seconds. Each word's span is shared among its phonemes (espeak-ng
+    `voice`, pauses at its edges dropped) in proportion to how long espeak-ng says each one; a
+    word with nothing to say (a lone punctuation mark) adds nothing. Raises like
+    `speak_with_phonemes`."""
+    placed: list[Phoneme] = []
+    for text, start, end in words:
+        spoken = _without_edge_pauses(speak_with_phonemes(text, voice).phonemes)
+        if not spoken or end <= start:
+            continue
+        origin, length = spoken[0].start, spoken[-1].end - spoken[0].start
+        scale = (end - start) / length if length > 0 else 0.0
+        placed += [
+            Phoneme(p.symbol, start + (p.start - origin) * scale, start + (p.end - origin) * scale) for p in spoken
+        ]
+    return tuple(placed)
+
+
+def _without_edge_pauses(phonemes: tuple[Phoneme, ...]) -> tuple[Phoneme, ...]:
+    first = next((i for i, p in enumerate(phonemes) if not p.symbol.startswith(_PAUSE_PREFIX)), len(phonemes))
+    last = max((i for i, p in enumerate(phonemes) if not p.symbol.startswith(_PAUSE_PREFIX)), default=-1)
+    return phonemes[first : last + 1]
+
+
+def _select_voice(library, voice: str) -> None:
+    """By voice file name ("en-us+f3"), else by language ("en-gb", "fr-fr+f3"), as the espeak-ng
+    command line does: those have no voice file of that name."""
+    if library.espeak_SetVoiceByName(voice.encode()) == 0:
+        return
+    wanted = _Voice(languages=voice.encode())
+    if (
+        library.espeak_SetVoiceByProperties(ctypes.byref(wanted)) != 0
+        or _current_language(library) != voice.split("+")[0]
+    ):
+        # Selecting by language settles for the nearest match ("no-such-voice" finds Norwegian).
+        raise ValueError(f"espeak-ng has no voice {voice!r}")
+
+
+def _current_language(library) -> str:
+    """The selected voice's main language; espeak-ng prefixes it with a priority byte."""
+    languages = library.espeak_GetCurrentVoice().contents.languages or b""
+    return languages[1:].decode("ascii", "replace")
+
+
 def _load():
     global _library
     if _library is None:
@@ -110,5 +173,7 @@ def _load():
         if sample_rate <= 0:
             raise OSError(f"libespeak-ng failed to start (code {sample_rate})")
         library.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        library.espeak_SetVoiceByProperties.argtypes = [ctypes.POINTER(_Voice)]
+        library.espeak_GetCurrentVoice.restype = ctypes.POINTER(_Voice)
         _library = (library, sample_rate)
     return _library

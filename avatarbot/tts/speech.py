@@ -13,7 +13,7 @@ import logging
 
 from avatarbot.errors import SpeechError
 from avatarbot.settings import Settings
-from avatarbot.tts.base import MAX_RATE, MIN_RATE
+from avatarbot.tts.base import MAX_RATE, MIN_RATE, Speech
 from avatarbot.tts.edge import EdgeEngine
 from avatarbot.tts.offline import EspeakEngine
 from avatarbot.tts.text import clean_text
@@ -22,8 +22,9 @@ from avatarbot.tts.voices import find_voice
 log = logging.getLogger(__name__)
 
 
-async def speak_async(text: str, voice_name: str | None, settings: Settings, *, rate: float = 1.0) -> bytes:
-    """Speech for `text` as an encoded audio file (MP3 or WAV); decode it with `load_audio`.
+async def speak_async(text: str, voice_name: str | None, settings: Settings, *, rate: float = 1.0) -> Speech:
+    """Speech for `text`: an encoded audio file (MP3 or WAV) and its phoneme timings; decode both
+    into an `Audio` with `Speech.decode`.
 
     For code running in an event loop (the bots): nothing here blocks the loop. Bad input raises
     `EmptyTextError`, `TextTooLongError` or `UnknownVoiceError` before any engine runs; no engine
@@ -44,7 +45,7 @@ async def speak_async(text: str, voice_name: str | None, settings: Settings, *, 
     return await EspeakEngine().synthesize(text, voice, rate)
 
 
-def speak(text: str, voice_name: str | None, settings: Settings, *, rate: float = 1.0) -> bytes:
+def speak(text: str, voice_name: str | None, settings: Settings, *, rate: float = 1.0) -> Speech:
     """The same as `speak_async`, for code with no event loop (the CLI, a Celery task)."""
     try:
         asyncio.get_running_loop()
