@@ -3,10 +3,14 @@
 An error carries two texts: `user_message`, a short friendly sentence for the chat (always
 built by `avatarbot.messages`), and `detail`, what the operator's log needs. Adapters show the
 first and log the second; nothing else ever reaches a user. `code` (per class) and `params` (the
-numbers in the sentence) say the same in a form a reply in another language can be built from.
+numbers in the sentence) say the same in a form a reply in another language can be built from:
+a `messages.Text` passed as `user_message` brings its parameters, and its key as `params["key"]`
+(one code may have several sentences); `messages.for_error(error, lang)` says it in `lang`.
 """
 
 from __future__ import annotations
+
+from avatarbot.messages import Text
 
 
 class AvatarbotError(Exception):
@@ -18,7 +22,8 @@ class AvatarbotError(Exception):
         super().__init__(detail or user_message)
         self.user_message = user_message
         self.detail = detail or user_message
-        self.params = params or {}
+        spoken = {**user_message.params, "key": user_message.key} if isinstance(user_message, Text) else {}
+        self.params = {**spoken, **(params or {})}
 
 
 class InputError(AvatarbotError):

@@ -115,7 +115,8 @@ class TelegramSide:
     def too_big(self, limit: int) -> tuple[str, str, dict, int]:
         """The failure for a clip over `limit` (text, code, params, uploads): Telegram's limit is
         known up front, so the re-encode shows it can't fit and nothing is uploaded in vain."""
-        return messages.clip_too_big(limit), "encode_failed", {"limit_bytes": limit}, 0
+        # The code is the encoder's; the sentence's key travels in the params (to say it in any language).
+        return messages.clip_too_big(limit), "encode_failed", {"limit_bytes": limit, "key": "clip_too_big"}, 0
 
     def fail_uploads(self, *statuses: int) -> None:
         for status in statuses:

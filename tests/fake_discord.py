@@ -177,6 +177,7 @@ class FakeDiscord:
         # (one byte a second, never done); hostile-host tests set it.
         self.cdn_mode: str | None = None
         self._stopping = asyncio.Event()
+        self.preferred_locale = "en-US"  # the guild's, as its admins set it (Server Settings)
         self.application_id = snowflake()
         self.bot = FakeUser(
             self.application_id,
@@ -618,6 +619,7 @@ class FakeDiscord:
             "members": [self.bot.member_json()],
             "member_count": 1,
             "features": [],
+            "preferred_locale": self.preferred_locale,
             "emojis": [],
             "stickers": [],
             "unavailable": False,
@@ -786,7 +788,7 @@ class FakeDiscord:
             "member": user.member_json(with_permissions=True),
             "app_permissions": str(self.app_permissions),
             "locale": "en-US",
-            "guild_locale": "en-US",
+            "guild_locale": self.preferred_locale,
             "entitlements": [],
             "authorizing_integration_owners": {"0": self.guild_id},
             "context": 0,
@@ -822,8 +824,10 @@ class FakeDiscord:
         channel_id: str | None = None,
         subcommand: str | None = None,
         channels: dict[str, str] | None = None,
+        locale: str = "en-US",
     ) -> FakeInteraction:
-        """A user runs a slash command. `attachments` maps option name -> attachment object."""
+        """A user runs a slash command. `attachments` maps option name -> attachment object;
+        `locale` is the user's client language (Discord sends it with every interaction)."""
         option_list: list[dict] = []
         resolved: dict[str, dict] = {}
         for key, value in options.items():
@@ -849,7 +853,7 @@ class FakeDiscord:
         }
         if resolved:
             data["resolved"] = resolved
-        payload = self._interaction(APPLICATION_COMMAND, user, channel_id, data)
+        payload = self._interaction(APPLICATION_COMMAND, user, channel_id, data, locale=locale)
         await self.dispatch("INTERACTION_CREATE", payload)
         return self.interactions[payload["id"]]
 
@@ -896,9 +900,11 @@ class FakeDiscord:
         await self.dispatch("INTERACTION_CREATE", payload)
         return self.interactions[payload["id"]]
 
-    async def click(self, user: FakeUser, message: dict, custom_id: str) -> FakeInteraction:
+    async def click(self, user: FakeUser, message: dict, custom_id: str, locale: str = "en-US") -> FakeInteraction:
         data = {"custom_id": custom_id, "component_type": 2}
-        payload = self._interaction(MESSAGE_COMPONENT, user, message["channel_id"], data, message=message)
+        payload = self._interaction(
+            MESSAGE_COMPONENT, user, message["channel_id"], data, message=message, locale=locale
+        )
         await self.dispatch("INTERACTION_CREATE", payload)
         return self.interactions[payload["id"]]
 

@@ -186,8 +186,8 @@ class FakeTelegram:
         return matching()[count - 1]
 
     # --- users, chats and messages ---------------------------------------------------------------
-    def user(self, n: int = 1, first_name: str = "Alice") -> dict:
-        return {"id": self.id_base + n, "is_bot": False, "first_name": first_name, "language_code": "en"}
+    def user(self, n: int = 1, first_name: str = "Alice", language_code: str = "en") -> dict:
+        return {"id": self.id_base + n, "is_bot": False, "first_name": first_name, "language_code": language_code}
 
     def private_chat(self, user: dict) -> dict:
         self.chat_ids.add(user["id"])

@@ -762,7 +762,7 @@ async def test_server_settings_limit_channels_and_users(settings, restore_endpoi
                 channels={"channel": fake.other_channel_id},
             )
             await fake.wait_for(lambda: saved.callback, 10, "settings saved")
-            assert saved.callback["data"]["content"].startswith(messages.DISCORD_SETTINGS_SAVED)
+            assert saved.callback["data"]["content"].startswith(messages.SETTINGS_SAVED)
             assert f"<#{fake.other_channel_id}>" in saved.callback["data"]["content"]
             synced = next(c for c in fake.commands[fake.guild_id] if c["name"] == "avatar-settings")
             assert int(synced["default_member_permissions"]) == discord.Permissions(manage_guild=True).value

@@ -278,8 +278,12 @@ async def test_help_start_voices_and_settings(tg, tg_settings, samples, engine_s
             command = tg.send(chat, alice, text=text)
             answers[text] = (await tg.wait_for("sendMessage", _replies_to(command))).params["text"]
         assert answers["/start"] == messages.TELEGRAM_START
-        commands = tg.calls_to("setMyCommands")[0].params["commands"]
-        assert [c["command"] for c in commands] == list(messages.TELEGRAM_COMMANDS)
+        menus = {call.params.get("language_code"): call.params["commands"] for call in tg.calls_to("setMyCommands")}
+        assert set(menus) == {None, "zh", "es"}  # English for everyone, and one menu per other language
+        for code, lang in ((None, "en"), ("zh", "zh-Hans"), ("es", "es")):
+            assert [(c["command"], c["description"]) for c in menus[code]] == list(
+                messages.telegram_commands(lang).items()
+            )
         assert "privacy" in answers["/help"] and "/setprivacy" in answers["/help"]
         assert "en-female" in answers["/voices"] and "de-male" in answers["/voices"]
 
@@ -290,7 +294,7 @@ async def test_help_start_voices_and_settings(tg, tg_settings, samples, engine_s
                      "/settings quality fast"):  # fmt: skip
             command = tg.send(chat, alice, text=text)
             reply = await tg.wait_for("sendMessage", _replies_to(command))
-            assert reply.params["text"] == messages.TELEGRAM_SETTINGS_SAVED
+            assert reply.params["text"] == messages.SETTINGS_SAVED
         bad = tg.send(chat, alice, text="/settings voice klingon")
         reply = await tg.wait_for("sendMessage", _replies_to(bad))
         assert "klingon" in reply.params["text"]

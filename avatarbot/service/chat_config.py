@@ -34,6 +34,7 @@ class ChatConfig:
     max_per_user_per_hour: int | None = None
     max_concurrent_per_user: int | None = None
     max_per_server_per_hour: int | None = None
+    language: str | None = None  # a shipped language (`messages.LANGUAGES`) for every reply; None: each person's own
 
     def quota_overrides(self) -> dict:
         return {

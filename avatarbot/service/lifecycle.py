@@ -20,6 +20,7 @@ around its own life. Everything both bots would otherwise write twice is here:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from avatarbot import messages
 from avatarbot.errors import AvatarbotError
 from avatarbot.observability import requests as request_metrics
 from avatarbot.service import intake, replies
+from avatarbot.service.chat_config import ChatConfig
 from avatarbot.service.flow import RenderRequest, RequestFlow
 from avatarbot.service.status import StatusBoard
 from avatarbot.service.traits import (
@@ -42,6 +44,7 @@ from avatarbot.service.traits import (
     Surface,
 )
 from avatarbot.tasks.jobs import Job, ReplyTarget, Requester
+from avatarbot.tts.voices import default_voice_for
 from avatarbot.vocab import JobState
 
 log = logging.getLogger(__name__)
@@ -99,9 +102,15 @@ class Lifecycle:
     ) -> Job | None:  # fmt: skip
         """Answer one request, whatever becomes of it; the job, if one was made or found."""
         first_answer = request_metrics.FirstAnswer(self.platform)
-        limits = self.flow.settings.limits
+        limits, tts = self.flow.settings.limits, self.flow.settings.tts
         cap = intake.byte_cap(self.flow.settings, photo, platform_max_bytes)
+        lang = messages.resolve(requester.language)
         try:
+            config = await self._chat_config(requester.server_id or reply_to.chat_id)
+            # Every answer to this request, and every text about its job, is in one language.
+            lang = replies.for_request(requester, config)
+            requester = dataclasses.replace(requester, language=lang)
+            answer.language = lang
             intake.check_declared_photo(photo, cap)
             if sound is not None:
                 intake.check_declared_sound(sound, cap, limits.max_audio_seconds)
@@ -117,21 +126,21 @@ class Lifecycle:
                     return None
                 photo_bytes = await intake.download(photo, cap, limits.download_deadline_s)
                 audio = await intake.download(sound, cap, limits.download_deadline_s) if sound is not None else None
-                config = await self.flow.chat_config.get(self.platform, requester.server_id or reply_to.chat_id)
                 request = RenderRequest(
                     photo=photo_bytes, audio=audio, text=text if audio is None else None,
-                    voice_name=voice_name or config.default_voice, quality=quality or config.quality, motion=motion,
+                    voice_name=voice_name or config.default_voice or default_voice_for(lang, tts.default_voice),
+                    quality=quality or config.quality, motion=motion,
                 )  # fmt: skip
                 job = await self.flow.submit(requester, reply_to, request)
         except AvatarbotError as error:
             log.info("request from %s:%s refused: %s (%s)", self.platform, requester.user_id, error.detail, error.code)
             request_metrics.observe_refusal(self.platform, error.code)
-            await answer.say(error.user_message)
+            await answer.say(messages.for_error(error, lang))
             first_answer.answered()
             return None
         except Exception:
             log.exception("request from %s:%s failed", self.platform, requester.user_id)
-            await answer.say(messages.UNEXPECTED)
+            await answer.say(messages.text("unexpected", lang))
             first_answer.answered()
             return None
         if job.duplicate:
@@ -140,23 +149,33 @@ class Lifecycle:
             await self._show_first_status(answer, job)
         return job
 
+    async def _chat_config(self, chat_id: str) -> ChatConfig:
+        """The chat's settings; the defaults when Redis can't say (the quota check that follows
+        refuses the request with the usual "try again in a few minutes")."""
+        try:
+            return await self.flow.chat_config.get(self.platform, chat_id)
+        except Exception as error:
+            log.warning("chat config of %s:%s unreadable (%s); using the defaults", self.platform, chat_id, error)
+            return ChatConfig()
+
     async def _repeat(self, answer: Answer, job: Job, reply_to: ReplyTarget) -> None:
+        lang = answer.language  # the new request's, not the first one's
         if not job.delivered:
             log.info("job %s: repeated while on its way", job.id)
             link = self.surface.message_link(job.reply_target, job.status_message_id) if job.status_message_id else None
-            await answer.say(messages.already_asked(link))
+            await answer.say(messages.already_asked(link, lang))
             return
         log.info("job %s: repeated after delivery; posting the clip again", job.id)
         try:
             posted = await self._post_clip(reply_to, job)
         except AvatarbotError as error:
-            await answer.say(error.user_message)
+            await answer.say(messages.for_error(error, lang))
             return
         except Exception as error:
             log.warning("job %s: posting the clip again failed: %s", job.id, error)
-            await answer.say(messages.DELIVERY_FAILED)
+            await answer.say(messages.text("delivery_failed", lang))
             return
-        await answer.say(messages.CLIP_AGAIN)
+        await answer.say(messages.text("clip_again", lang))
         log.info("job %s: posted again as message %s", job.id, posted.message_id)
 
     async def _show_first_status(self, answer: Answer, job: Job) -> None:
@@ -168,7 +187,7 @@ class Lifecycle:
             message_id = await self._post_status(job, text)
         if message_id is not None:
             await self._record_status(job, message_id)
-        await answer.started(messages.STARTED)
+        await answer.started(replies.say(messages.STARTED, job))
 
     async def _post_status(self, job: Job, text: str) -> str | None:
         try:
@@ -190,7 +209,13 @@ class Lifecycle:
 
     # --- buttons ------------------------------------------------------------------------------------
     async def press(self, press: Press) -> PressOutcome:
+        """What to tell the presser, in the presser's language (or the chat's)."""
         job = await self.flow.get(press.job_id)
+        lang = replies.for_request(press.presser, await self._chat_config(press.presser.server_id or press.chat_id))
+        outcome = await self._press(press, job, dataclasses.replace(press.presser, language=lang))
+        return dataclasses.replace(outcome, text=messages.localize(outcome.text, lang))
+
+    async def _press(self, press: Press, job: Job | None, presser: Requester) -> PressOutcome:
         if job is None:
             # The record expired; a moderator may still clean up our message.
             if press.action == Action.DELETE and await press.is_moderator():
@@ -211,7 +236,7 @@ class Lifecycle:
             if press.action == Action.AGAIN:
                 if press.before_acting is not None:
                     await press.before_acting()
-                new_job = await self.flow.again(job.id, press.presser)
+                new_job = await self.flow.again(job.id, presser)
                 if not new_job.duplicate:
                     message_id = await self._post_status(new_job, replies.status(new_job))
                     if message_id is not None:
@@ -220,7 +245,7 @@ class Lifecycle:
             return PressOutcome(messages.DELETED, delete_message=True)
         except AvatarbotError as error:
             log.info("%s on job %s refused: %s", press.action, job.id, error.detail)
-            return PressOutcome(error.user_message)
+            return PressOutcome(messages.for_error(error, presser.language))
 
     async def _pressed_on_its_message(self, press: Press, job: Job) -> bool:
         """The button data names a job; the message it was pressed on must be that job's
@@ -300,7 +325,7 @@ class Lifecycle:
         log.error("delivering job %s failed %d times; giving up", job.id, DELIVERY_ATTEMPTS)
         self._failed_attempts.pop(job.id, None)
         try:
-            await self.surface.post_failure(job, messages.DELIVERY_FAILED)
+            await self.surface.post_failure(job, replies.say(messages.DELIVERY_FAILED, job))
         except Exception as final:
             log.warning("job %s: not even the failure could be posted: %s", job.id, final)
         return {"gave_up": type(error).__name__, "error_code": "delivery_failed"}
@@ -332,7 +357,8 @@ class Lifecycle:
     async def _post_clip_failure(
         self, job: Job, text: str, code: str, params: dict | None = None
     ) -> tuple[dict, Posted]:
-        posted = await self.surface.post_failure(job, text)
+        """Say a clip's failure (`text` in English, `code` + `params` for the job's language) once."""
+        posted = await self.surface.post_failure(job, messages.from_record(code, params, replies.language(job), text))
         await self._remember(job, posted)
         record = {**posted.record, "message_id": posted.message_id, "error": text, "error_code": code,
                   "error_params": params or {}}  # fmt: skip

@@ -24,7 +24,8 @@ Rules every implementation keeps (the flow relies on them):
   (PTB and discord.py do); the flow offers a transiently failed delivery again a few times
   (every few seconds up to `jobs.delivery_claim_s`) and then gives up, once. A permanent failure
   is never retried: the requester is told once, where the platform still lets us speak.
-- Texts arrive finished (`avatarbot.messages`); a surface may frame them (Discord prefixes
+- Texts arrive finished (`avatarbot.messages`), in the job's language (`job.requester.language`,
+  which a surface uses for its own words: buttons, the frame); a surface may frame them (Discord prefixes
   "Clip for @user:"), never rewrite them. Buttons arrive as `Action`s; the surface draws them and
   puts the job id in their data, and sends presses back through `Lifecycle.press` with the id of
   the message that carried the button (the flow binds the press to that message, not to the data).
@@ -125,6 +126,11 @@ class Answer(Protocol):
     status_message_id: str | None
     """After `acknowledge`: the acknowledgement's message id when the platform lets it turn into
     the job's status message (the flow then edits it), else None (the flow posts one)."""
+
+    language: str
+    """Set by the flow before `acknowledge`: the language this request is answered in (a shipped
+    `messages.LANGUAGES` tag; the chat's override or the person's own). `say` and `started` get
+    texts already in it; a surface's own words (the acknowledgement) use it too."""
 
     async def acknowledge(self) -> None:
         """Answer at once ("Got it, checking…"), before anything is downloaded. Raises if the

@@ -54,6 +54,10 @@ class Requester:
     user_id: str
     server_id: str | None = None  # guild id / group chat id, for per-server quotas
     display_name: str = ""
+    # The person's language as the platform tells it (Discord's interaction locale or the server's
+    # preferred locale, Telegram's language_code); once a job is made, the language it answers in
+    # (the chat's override applied, `messages.resolve`d). None: English.
+    language: str | None = None
 
 
 @dataclass(frozen=True)

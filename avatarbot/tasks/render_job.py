@@ -248,7 +248,7 @@ class _Run:
             return self._fail("inputs_expired", messages.INPUTS_EXPIRED)
         except AvatarbotError as error:
             log.warning("job %s failed: %s (%s)", job_id, error.detail, error.code)
-            return self._fail(error.code, error.user_message)
+            return self._fail(error.code, error.user_message, error.params)
         except Exception as error:
             if type(error).__name__ == "SoftTimeLimitExceeded":  # Celery's time limit (prefork)
                 return self._fail_timeout()

@@ -118,6 +118,16 @@ def _suggestions(key: str) -> list[str]:
     return (same_language or list(FALLBACK_SUGGESTIONS))[:MAX_SUGGESTIONS]
 
 
+def default_voice_for(language: str, fallback: str) -> str:
+    """The voice to speak a reply language's text in when nobody picked one: `fallback` (the
+    operator's `tts.default_voice`) when it already speaks that language, else the language's
+    first voice ("zh-Hans" -> "zh-female"), else `fallback`."""
+    primary = _normalise(language).split("-", 1)[0]
+    if _normalise(fallback).split("-", 1)[0] == primary or primary not in _BY_LANGUAGE:
+        return fallback
+    return _BY_LANGUAGE[primary].name
+
+
 def list_voices() -> tuple[Voice, ...]:
     """Every voice, in catalog order (for /voices)."""
     return CATALOG

@@ -75,6 +75,7 @@ class AvatarBot(discord.Client):
         # which these templates parse back into a job id.
         self.add_dynamic_items(*DYNAMIC_ITEMS)
         self.http_session = aiohttp.ClientSession()
+        await self.tree.set_translator(commands.MessagesTranslator())
         await self.sync_commands()
         from avatarbot.service.lifecycle import Lifecycle
 
@@ -139,11 +140,12 @@ class AvatarBot(discord.Client):
             interaction.command and interaction.command.name,
             exc_info=error,
         )
+        sorry = messages.text("unexpected", messages.resolve(interaction.locale.value if interaction.locale else None))
         try:
             if interaction.response.is_done():
-                await interaction.followup.send(messages.UNEXPECTED, ephemeral=True)
+                await interaction.followup.send(sorry, ephemeral=True)
             else:
-                await interaction.response.send_message(messages.UNEXPECTED, ephemeral=True)
+                await interaction.response.send_message(sorry, ephemeral=True)
         except discord.HTTPException:
             pass
 

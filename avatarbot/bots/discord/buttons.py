@@ -16,7 +16,7 @@ import discord
 
 from avatarbot import messages
 from avatarbot.bots.discord.limits import MAX_MODAL_TEXT_CHARS, MODERATOR_PERMISSION
-from avatarbot.bots.discord.requests import requester_of
+from avatarbot.bots.discord.requests import locale_of, requester_of
 from avatarbot.service.traits import Action, Press
 
 if TYPE_CHECKING:
@@ -49,10 +49,11 @@ class _JobButton:
     label = ""
     style = discord.ButtonStyle.secondary
 
-    def __init__(self, job_id: str) -> None:
+    def __init__(self, job_id: str, lang: str = messages.ENGLISH) -> None:
         self.job_id = job_id
+        label = messages.text(f"button_{self.action}", lang)
         super().__init__(
-            discord.ui.Button(label=self.label, style=self.style, custom_id=f"avatarbot:{self.action}:{job_id}")
+            discord.ui.Button(label=label, style=self.style, custom_id=f"avatarbot:{self.action}:{job_id}")
         )
 
     @classmethod
@@ -73,7 +74,7 @@ class _JobButton:
             self.job_id,
             str(interaction.channel_id),
             str(interaction.message.id) if interaction.message is not None else None,
-            requester_of(interaction.user, interaction.guild_id),
+            requester_of(interaction.user, interaction.guild_id, locale_of(interaction)),
             moderator,
             acknowledge,
         )
@@ -81,7 +82,7 @@ class _JobButton:
             outcome = await bot.lifecycle.press(press)
         except Exception:
             log.exception("%s on job %s failed", self.action, self.job_id)
-            await _reply(interaction, messages.UNEXPECTED)
+            await _reply(interaction, messages.text("unexpected", messages.resolve(locale_of(interaction))))
             return
         await _reply(interaction, outcome.text)
         if outcome.delete_message and interaction.message is not None:
@@ -91,51 +92,50 @@ class _JobButton:
 
 class CancelButton(_JobButton, discord.ui.DynamicItem[discord.ui.Button], template=rf"avatarbot:cancel:{_JOB_ID}"):
     action = Action.CANCEL
-    label = messages.BUTTON_CANCEL
     style = discord.ButtonStyle.danger
 
 
 class AgainButton(_JobButton, discord.ui.DynamicItem[discord.ui.Button], template=rf"avatarbot:again:{_JOB_ID}"):
     action = Action.AGAIN
-    label = messages.BUTTON_AGAIN
     style = discord.ButtonStyle.primary
 
 
 class DeleteButton(_JobButton, discord.ui.DynamicItem[discord.ui.Button], template=rf"avatarbot:delete:{_JOB_ID}"):
     action = Action.DELETE
-    label = messages.BUTTON_DELETE
 
 
 _BUTTONS = {Action.CANCEL: CancelButton, Action.AGAIN: AgainButton, Action.DELETE: DeleteButton}
 DYNAMIC_ITEMS = tuple(_BUTTONS.values())
 
 
-def view_for(actions: Sequence[Action], job_id: str) -> discord.ui.View | None:
-    """Buttons for these actions (None: no buttons; an edit with None removes them)."""
+def view_for(actions: Sequence[Action], job_id: str, lang: str = messages.ENGLISH) -> discord.ui.View | None:
+    """Buttons for these actions, labelled in `lang` (None: no buttons; an edit with None removes them)."""
     if not actions:
         return None
     view = discord.ui.View(timeout=None)
     for action in actions:
-        view.add_item(_BUTTONS[action](job_id))
+        view.add_item(_BUTTONS[action](job_id, lang))
     return view
 
 
 class AnimateModal(discord.ui.Modal):
     """Asks what the photo should say, after Apps -> Animate on a message."""
 
-    def __init__(self, bot: AvatarBot, photo_message: discord.Message, photo: discord.Attachment) -> None:
-        super().__init__(title=messages.DISCORD_MODAL_TITLE, timeout=15 * 60)
+    def __init__(
+        self, bot: AvatarBot, photo_message: discord.Message, photo: discord.Attachment, lang: str = messages.ENGLISH
+    ) -> None:
+        super().__init__(title=messages.text("discord_modal_title", lang), timeout=15 * 60)
         self.bot = bot
         self.photo_message = photo_message
         self.photo = photo
         self.text = discord.ui.TextInput(
-            label=messages.DISCORD_MODAL_TEXT_LABEL,
+            label=messages.text("discord_modal_text_label", lang),
             style=discord.TextStyle.paragraph,
             max_length=min(MAX_MODAL_TEXT_CHARS, bot.settings.limits.max_text_chars),
             custom_id="text",
         )
         self.voice_name = discord.ui.TextInput(
-            label=messages.DISCORD_MODAL_VOICE_LABEL,
+            label=messages.text("discord_modal_voice_label", lang),
             required=False,
             max_length=40,
             custom_id="voice_name",

@@ -37,14 +37,27 @@ class Inputs:
     motion: float | None = None
 
 
-def requester_of(user: discord.abc.User, guild_id: int | None) -> Requester:
-    """Who asks (or presses), and on which server their quotas count."""
+def requester_of(user: discord.abc.User, guild_id: int | None, locale: str | None = None) -> Requester:
+    """Who asks (or presses), on which server their quotas count, and their language (the
+    interaction's locale; outside interactions, the server's preferred locale)."""
     return Requester(
         platform=Platform.DISCORD,
         user_id=str(user.id),
         server_id=str(guild_id) if guild_id else None,
         display_name=user.display_name,
+        language=locale,
     )
+
+
+def locale_of(interaction: discord.Interaction) -> str | None:
+    """The member's client language (Discord sends it with every interaction)."""
+    return str(interaction.locale.value) if interaction.locale else None
+
+
+async def language_of(bot: AvatarBot, interaction: discord.Interaction) -> str:
+    """The language to answer an interaction in (the server's setting, else the member's)."""
+    server = await ServerSettings.load(bot.flow.chat_config, interaction.guild_id)
+    return server.language_for(locale_of(interaction))
 
 
 def first_photo(message: discord.Message) -> discord.Attachment | None:
@@ -119,7 +132,8 @@ class Requests:
             self.check_inputs(inputs)
         except errors.InputError as error:
             log.info("refused request from %s: %s", interaction.user.id, error.detail)
-            await interaction.response.send_message(error.user_message, ephemeral=True)
+            text = messages.for_error(error, await language_of(self.bot, interaction))
+            await interaction.response.send_message(text, ephemeral=True)
             return False
         return True
 
@@ -135,6 +149,7 @@ class Requests:
             reply_to=reply_to,
             inputs=inputs,
             upload_limit=interaction.filesize_limit,
+            locale=locale_of(interaction),
         )
 
     # --- a voice message or audio file replying to a photo ---------------------------------------
@@ -152,11 +167,14 @@ class Requests:
             return
         inputs = Inputs(photo=photo, sound=sound)
         answer = ReplyAnswer(message)
+        # Not an interaction: Discord tells us no member's language, only the server's.
+        locale = str(message.guild.preferred_locale.value) if message.guild and message.guild.preferred_locale else None
         try:
             self.check_inputs(inputs)
         except errors.AvatarbotError as error:
             log.info("reply request from %s refused: %s (%s)", message.author.id, error.detail, error.code)
-            await answer.say(error.user_message)
+            server = await ServerSettings.load(self.bot.flow.chat_config, message.guild.id if message.guild else None)
+            await answer.say(messages.for_error(error, server.language_for(locale)))
             return
         await self._submit(
             answer,
@@ -167,6 +185,7 @@ class Requests:
             reply_to=message,
             inputs=inputs,
             upload_limit=message.guild.filesize_limit if message.guild else None,
+            locale=locale,
             quiet_outside_allowed_channels=True,
         )
 
@@ -182,7 +201,7 @@ class Requests:
     # --- the shared part ---------------------------------------------------------------------------
     async def _submit(
         self, answer, *, user: discord.abc.User, guild_id: int | None, channel, channel_id: int | None,
-        reply_to: discord.Message | None, inputs: Inputs, upload_limit: int | None,
+        reply_to: discord.Message | None, inputs: Inputs, upload_limit: int | None, locale: str | None,
         quiet_outside_allowed_channels: bool = False,
     ) -> None:  # fmt: skip
         server = await ServerSettings.load(self.bot.flow.chat_config, guild_id)
@@ -191,7 +210,7 @@ class Requests:
         except errors.ChannelNotAllowedError as error:
             log.info("request in %s refused: %s", getattr(channel, "id", None), error.detail)
             if not quiet_outside_allowed_channels:
-                await answer.say(error.user_message)
+                await answer.say(messages.for_error(error, server.language_for(locale)))
             return
         extra = {"guild_id": str(guild_id) if guild_id else None, "upload_limit": upload_limit}
         target = ReplyTarget(
@@ -201,7 +220,7 @@ class Requests:
         )
         await self.bot.lifecycle.handle_request(
             answer,
-            requester_of(user, guild_id),
+            requester_of(user, guild_id, locale),
             target,
             attachments.source_of(inputs.photo, self.settings, self.bot.http_session),
             attachments.source_of(inputs.sound, self.settings, self.bot.http_session) if inputs.sound else None,
@@ -218,6 +237,7 @@ class InteractionAnswer:
     message is a new channel message."""
 
     status_message_id = None
+    language = messages.ENGLISH  # set by the flow
 
     def __init__(self, interaction: discord.Interaction) -> None:
         self.interaction = interaction
@@ -244,6 +264,7 @@ class ReplyAnswer:
     message (posted by the flow) says the rest."""
 
     status_message_id = None
+    language = messages.ENGLISH  # set by the flow
 
     def __init__(self, message: discord.Message) -> None:
         self.message = message

@@ -3,7 +3,8 @@
 Stored with the flow's `ChatSettings` (Redis) under the guild id, so every bot process, and the
 flow's quota check (it reads `max_per_user_per_hour` for the requester's server), sees the same
 values. Keys (registered in `avatarbot.service.chat_config`): `allowed_channels` (channel ids as
-strings; empty means everywhere), `default_voice`, `quality`, `max_per_user_per_hour`.
+strings; empty means everywhere), `default_voice`, `quality`, `max_per_user_per_hour`, `language`
+(a shipped language for every reply on the server; None: each member's own).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class ServerSettings:
     voice: str | None = None
     quality: str | None = None
     max_per_user_per_hour: int | None = None
+    language: str | None = None
 
     store: object = None  # the flow's ChatConfigStore
 
@@ -40,6 +42,7 @@ class ServerSettings:
             voice=config.default_voice,
             quality=config.quality,
             max_per_user_per_hour=config.max_per_user_per_hour,
+            language=config.language,
         )
 
     async def save(self, **values) -> None:
@@ -66,12 +69,18 @@ class ServerSettings:
     def channel_mentions(self) -> list[str]:
         return [f"<#{channel_id}>" for channel_id in self.allowed_channels]
 
-    def summary(self, default_voice: str, default_quality: str) -> str:
+    def language_for(self, locale: str | None) -> str:
+        """The language to answer a member in: the server's choice, else the member's own."""
+        return messages.pick(self.language, locale)
+
+    def summary(self, default_voice: str, default_quality: str, lang: str = messages.ENGLISH) -> str:
         return messages.discord_settings(
             self.channel_mentions(),
             self.voice or default_voice,
             self.quality or default_quality,
             self.max_per_user_per_hour,
+            self.language,
+            lang,
         )
 
 

@@ -21,6 +21,7 @@ import discord
 from avatarbot import messages
 from avatarbot.bots.discord.buttons import view_for
 from avatarbot.bots.discord.limits import DEFAULT_UPLOAD_LIMIT_BYTES, MAX_NONCE_CHARS
+from avatarbot.service import replies
 from avatarbot.service.traits import Action, ErrorKind, Posted
 from avatarbot.tasks.jobs import Job, ReplyTarget
 from avatarbot.vocab import JobState, Platform
@@ -46,6 +47,11 @@ def clip_nonce(job_id: str) -> str:
 
 def mention(job: Job) -> str:
     return f"<@{job.requester.user_id}>"
+
+
+def _framed(job: Job, text: str) -> str:
+    """ "Clip for @user: …", in the job's language."""
+    return messages.discord_status(mention(job), text, replies.language(job))
 
 
 def _reference(target: ReplyTarget, fallback: str | None) -> discord.MessageReference | None:
@@ -102,8 +108,8 @@ class DiscordSurface:
     async def post_status(self, job: Job, text: str, actions: Sequence[Action]) -> str:
         """A normal channel message (bot token), so it can be edited long after any interaction."""
         message = await self._channel(job.reply_target).send(
-            messages.discord_status(mention(job), text),
-            view=view_for(actions, job.id),
+            _framed(job, text),
+            view=view_for(actions, job.id, replies.language(job)),
             reference=_reference(job.reply_target, None),
         )
         return str(message.id)
@@ -111,11 +117,12 @@ class DiscordSurface:
     async def edit_status(
         self, job: Job, message_id: str, text: str, actions: Sequence[Action], *, urgent: bool = False
     ) -> None:
-        await self._edit(job.reply_target, message_id, messages.discord_status(mention(job), text), actions, job.id)
+        await self._edit(job.reply_target, message_id, _framed(job, text), actions, job)
 
-    async def _edit(self, target: ReplyTarget, message_id: str, content: str, actions, job_id: str) -> None:
+    async def _edit(self, target: ReplyTarget, message_id: str, content: str, actions, job: Job) -> None:
         message = self._channel(target).get_partial_message(int(message_id))
-        await asyncio.wait_for(message.edit(content=content, view=view_for(actions, job_id)), self.post_timeout_s)
+        view = view_for(actions, job.id, replies.language(job))
+        await asyncio.wait_for(message.edit(content=content, view=view), self.post_timeout_s)
 
     async def close_status(self, job: Job, text: str, outcome: Posted) -> None:
         """The status message stays, saying how it ended, without buttons."""
@@ -123,16 +130,15 @@ class DiscordSurface:
             await self._end_status(job, text)
 
     async def _end_status(self, job: Job, text: str) -> None:
-        await self._edit(job.reply_target, job.status_message_id, messages.discord_status(mention(job), text), (),
-                         job.id)  # fmt: skip
+        await self._edit(job.reply_target, job.status_message_id, _framed(job, text), (), job)
 
     async def post_clip(self, target: ReplyTarget, job: Job, clip, caption: str, actions: Sequence[Action]) -> Posted:
         notes = [caption] if caption else []
         post = self._channel(target).send(
-            messages.discord_clip_caption(mention(job), notes),
+            messages.discord_clip_caption(mention(job), notes, replies.language(job)),
             file=discord.File(clip.path, filename=f"avatar-{job.id}.mp4"),
             reference=_reference(target, job.status_message_id),
-            view=view_for(actions, job.id),
+            view=view_for(actions, job.id, replies.language(job)),
             nonce=clip_nonce(job.id) if target == job.reply_target else None,
             allowed_mentions=self._ping(job),
         )
@@ -145,7 +151,7 @@ class DiscordSurface:
             await self._end_status(job, text)
             return Posted(job.status_message_id, {"channel_id": job.reply_target.chat_id})
         post = self._channel(job.reply_target).send(
-            messages.discord_status(mention(job), text),
+            _framed(job, text),
             reference=_reference(job.reply_target, job.status_message_id),
             nonce=clip_nonce(job.id),
             allowed_mentions=self._ping(job),

@@ -59,7 +59,11 @@ POLL_TIMEOUT = timedelta(seconds=10)
 # /readyz: connected once no getUpdates has failed for a long poll plus this long.
 POLL_ERROR_GRACE_S = 5.0
 ADMIN_STATUSES = {ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER}
-COMMANDS = [BotCommand(name, description) for name, description in messages.TELEGRAM_COMMANDS.items()]
+
+
+def commands(lang: str) -> list[BotCommand]:
+    """The command menu in one language (setMyCommands, per `language_code`)."""
+    return [BotCommand(name, description) for name, description in messages.telegram_commands(lang).items()]
 
 
 class TelegramBot:
@@ -110,10 +114,7 @@ class TelegramBot:
         application = self.application or self.build_application()
         await self._initialize(application)
         self.lifecycle = Lifecycle(self.flow, TelegramSurface(application.bot, self.settings))
-        try:
-            await application.bot.set_my_commands(COMMANDS)
-        except TelegramError as error:
-            log.warning("could not set the command list: %s", error)
+        await self._set_commands(application)
         await application.start()
         await application.updater.start_polling(
             timeout=POLL_TIMEOUT, bootstrap_retries=-1, error_callback=self._on_poll_error
@@ -134,6 +135,17 @@ class TelegramBot:
             self.application = None
             if self._owns_flow:
                 await self.flow.close()
+
+    @staticmethod
+    async def _set_commands(application: Application) -> None:
+        """The menu in English for everyone, and in each other shipped language for users whose
+        app is set to it (Telegram picks by the user's two-letter language code)."""
+        for lang in messages.LANGUAGES:
+            code = None if lang == messages.ENGLISH else lang.split("-")[0].lower()
+            try:
+                await application.bot.set_my_commands(commands(lang), language_code=code)
+            except TelegramError as error:
+                log.warning("could not set the command list (%s): %s", lang, error)
 
     @staticmethod
     async def _initialize(application: Application) -> None:
@@ -170,11 +182,13 @@ class TelegramBot:
         log.error("update %s raised", getattr(update, "update_id", "?"), exc_info=context.error)
         if not isinstance(update, Update):
             return
+        user = update.effective_user
+        lang = messages.resolve(user.language_code if user else None)
         try:
             if update.callback_query is not None:
-                await update.callback_query.answer(messages.UNEXPECTED)
+                await update.callback_query.answer(messages.text("unexpected", lang))
             elif update.effective_message is not None:
-                await self._reply(update.effective_message, messages.UNEXPECTED)
+                await self._reply(update.effective_message, messages.text("unexpected", lang))
         except TelegramError as error:
             log.info("could not apologise for update %s: %s", update.update_id, error)
 
@@ -215,26 +229,36 @@ class TelegramBot:
         user = message.from_user
         server = None if message.chat.type == ChatType.PRIVATE else str(message.chat_id)
         return Requester(
-            platform=PLATFORM, user_id=str(user.id), server_id=server, display_name=user.full_name if user else ""
-        )
+            platform=PLATFORM, user_id=str(user.id), server_id=server, display_name=user.full_name if user else "",
+            language=user.language_code if user else None,
+        )  # fmt: skip
+
+    async def _language(self, message: Message) -> str:
+        """The language to answer this message in: the chat's setting, else the sender's app."""
+        config = await self.flow.chat_config.get(PLATFORM, str(message.chat_id))
+        return replies.for_request(self._requester(message), config)
 
     # --- commands --------------------------------------------------------------------------------
     async def _on_start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        await self._reply(update.effective_message, messages.TELEGRAM_START)
+        message = update.effective_message
+        await self._reply(message, messages.text("telegram_start", await self._language(message)))
 
     async def _on_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         limits = self.settings.limits
+        message = update.effective_message
         await self._reply(
-            update.effective_message,
+            message,
             messages.telegram_help(
-                limits.max_audio_seconds, limits.max_text_chars, files.download_limit(self.settings)
+                limits.max_audio_seconds, limits.max_text_chars, files.download_limit(self.settings),
+                await self._language(message),
             ),
-        )
+        )  # fmt: skip
 
     async def _on_voices(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         from avatarbot.tts.voices import list_voices
 
-        lines = [messages.TELEGRAM_VOICES_HEADER, *(voice.label for voice in list_voices())]
+        header = messages.text("telegram_voices_header", await self._language(update.effective_message))
+        lines = [header, *(voice.label for voice in list_voices())]
         chunk: list[str] = []
         for line in lines:  # one message holds 4096 characters
             if sum(len(x) + 1 for x in chunk) + len(line) > MessageLimit.MAX_TEXT_LENGTH:
@@ -256,17 +280,18 @@ class TelegramBot:
     async def _on_cancel(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         job = await self._active_job(message)
+        lang = await self._language(message)
         if job is None:
-            await self._reply(message, messages.TELEGRAM_NOTHING_TO_CANCEL)
+            await self._reply(message, messages.text("telegram_nothing_to_cancel", lang))
             return
         await self.flow.cancel(job.id, str(message.from_user.id))
-        await self._reply(message, messages.CANCELLING)
+        await self._reply(message, messages.text("cancelling", lang))
 
     async def _on_status(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         job = await self._active_job(message)
         if job is None:
-            await self._reply(message, messages.TELEGRAM_NOTHING_TO_CANCEL)
+            await self._reply(message, messages.text("telegram_nothing_to_cancel", await self._language(message)))
             return
         await self._reply(message, replies.status(job))
 
@@ -274,6 +299,7 @@ class TelegramBot:
         message = update.effective_message
         chat = message.chat
         current = await self.flow.chat_config.get(PLATFORM, str(chat.id))
+        lang = replies.for_request(self._requester(message), current)
         args = context.args or []
         if not args:
             await self._reply(
@@ -283,11 +309,13 @@ class TelegramBot:
                     current.quality or self.settings.render.quality,
                     current.caption_requests,
                     current.clip_captions,
+                    current.language,
+                    lang,
                 ),
             )
             return
         if not await self._is_chat_admin(chat.id, chat.type, message.from_user.id):
-            await self._reply(message, messages.TELEGRAM_SETTINGS_ADMINS_ONLY)
+            await self._reply(message, messages.text("telegram_settings_admins_only", lang))
             return
         name, value = args[0].lower(), " ".join(args[1:]).strip()
         if name == "voice" and value:
@@ -296,7 +324,7 @@ class TelegramBot:
             try:
                 voice = find_voice(value)
             except UnknownVoiceError as error:
-                await self._reply(message, error.user_message)
+                await self._reply(message, messages.for_error(error, lang))
                 return
             await self.flow.chat_config.update(PLATFORM, str(chat.id), default_voice=voice.name)
         elif name == "quality" and value.lower() in set(Quality):
@@ -305,10 +333,14 @@ class TelegramBot:
             await self.flow.chat_config.update(PLATFORM, str(chat.id), caption_requests=value.lower() == "on")
         elif name == "clipcaption" and value.lower() in ("on", "off"):
             await self.flow.chat_config.update(PLATFORM, str(chat.id), clip_captions=value.lower() == "on")
+        elif name == "language" and (value.lower() == "auto" or messages.known(value)):
+            language = None if value.lower() == "auto" else messages.known(value)
+            await self.flow.chat_config.update(PLATFORM, str(chat.id), language=language)
+            lang = language or messages.resolve(message.from_user.language_code)
         else:
-            await self._reply(message, messages.TELEGRAM_SETTINGS_USAGE)
+            await self._reply(message, messages.settings_usage(lang))
             return
-        await self._reply(message, messages.TELEGRAM_SETTINGS_SAVED)
+        await self._reply(message, messages.text("settings_saved", lang))
 
     # --- requests --------------------------------------------------------------------------------
     async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -321,18 +353,19 @@ class TelegramBot:
         private = message.chat.type == ChatType.PRIVATE
         if parsed.kind == "ignore":
             return
+        lang = replies.for_request(self._requester(message), config)
         if parsed.kind == "photo_only":
             if private:
-                await self._reply(message, messages.TELEGRAM_PHOTO_HINT)
+                await self._reply(message, messages.text("telegram_photo_hint", lang))
             return
         if parsed.kind == "help":
-            await self._reply(message, messages.TELEGRAM_ANIMATE_HELP)
+            await self._reply(message, messages.text("telegram_animate_help", lang))
             return
         if parsed.kind == "no_photo":
             # In a group, people reply to each other with voice notes all day: only speak up
             # when the voice note answers one of our own messages.
             if private or parsed.replied_to_bot:
-                await self._reply(message, messages.TELEGRAM_REPLY_TO_A_PHOTO)
+                await self._reply(message, messages.text("telegram_reply_to_a_photo", lang))
             return
         await self._request(message, parsed)
 
@@ -375,7 +408,10 @@ class TelegramBot:
         chat = query.message.chat
         user = query.from_user
         server = None if chat.type == ChatType.PRIVATE else str(chat.id)
-        requester = Requester(platform=PLATFORM, user_id=str(user.id), server_id=server, display_name=user.full_name)
+        requester = Requester(
+            platform=PLATFORM, user_id=str(user.id), server_id=server, display_name=user.full_name,
+            language=user.language_code,
+        )  # fmt: skip
 
         async def is_moderator() -> bool:
             return await self._is_chat_admin(chat.id, chat.type, user.id)

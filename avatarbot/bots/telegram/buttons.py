@@ -19,11 +19,6 @@ from avatarbot.service.traits import Action
 
 _CODES = {Action.AGAIN: "a", Action.DELETE: "d", Action.CANCEL: "c"}
 _ACTIONS = {code: action for action, code in _CODES.items()}
-_LABELS = {
-    Action.AGAIN: messages.BUTTON_AGAIN,
-    Action.DELETE: messages.BUTTON_DELETE,
-    Action.CANCEL: messages.BUTTON_CANCEL,
-}
 
 
 @dataclass(frozen=True)
@@ -47,9 +42,15 @@ def decode(data: str | None) -> ButtonPress | None:
     return ButtonPress(_ACTIONS[code], job_id)
 
 
-def keyboard(actions: Sequence[Action], job_id: str) -> InlineKeyboardMarkup | None:
+def keyboard(actions: Sequence[Action], job_id: str, lang: str = messages.ENGLISH) -> InlineKeyboardMarkup | None:
+    """The buttons, labelled in `lang` (the job's language)."""
     if not actions:
         return None
     return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(_LABELS[action], callback_data=encode(action, job_id)) for action in actions]]
+        [
+            [
+                InlineKeyboardButton(messages.text(f"button_{action}", lang), callback_data=encode(action, job_id))
+                for action in actions
+            ]
+        ]
     )

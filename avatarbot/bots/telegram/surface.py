@@ -17,6 +17,7 @@ from telegram.constants import ChatAction, FloodLimit, MessageLimit
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
 from avatarbot import messages
+from avatarbot.service import replies
 from avatarbot.service.traits import Action, ErrorKind, Posted
 from avatarbot.settings import Settings
 from avatarbot.tasks.jobs import Job, ReplyTarget
@@ -80,7 +81,9 @@ class TelegramSurface:
         return None
 
     async def post_status(self, job: Job, text: str, actions: Sequence[Action]) -> str:
-        sent = await self._reply(job.reply_target, text, reply_markup=buttons.keyboard(actions, job.id))
+        sent = await self._reply(
+            job.reply_target, text, reply_markup=buttons.keyboard(actions, job.id, replies.language(job))
+        )
         return str(sent.message_id)
 
     async def _reply(self, target: ReplyTarget, text: str, **kwargs) -> Message:
@@ -105,7 +108,7 @@ class TelegramSurface:
         try:
             await self.bot.edit_message_text(
                 text, chat_id=int(target.chat_id), message_id=int(message_id),
-                reply_markup=buttons.keyboard(actions, job.id), **priority,
+                reply_markup=buttons.keyboard(actions, job.id, replies.language(job)), **priority,
             )  # fmt: skip
         except BadRequest as error:
             # "message is not modified" or the message was deleted: nothing to retry.
@@ -122,7 +125,7 @@ class TelegramSurface:
             "chat_id": int(target.chat_id),
             "message_thread_id": int_or_none(target.thread_id),
             "reply_parameters": _reply_parameters(target.message_id),
-            "reply_markup": buttons.keyboard(actions, job.id),
+            "reply_markup": buttons.keyboard(actions, job.id, replies.language(job)),
             "caption": caption[: MessageLimit.CAPTION_LENGTH] or None,
         }
         await self.chat_action(int(target.chat_id), int_or_none(target.thread_id))
@@ -190,10 +193,11 @@ class TelegramAnswer:
     def __init__(self, message: Message):
         self.message = message
         self.status_message_id: str | None = None
+        self.language = messages.ENGLISH  # the flow sets the request's language before acknowledge
         self._ack: Message | None = None
 
     async def acknowledge(self) -> None:
-        self._ack = await send_reply(self.message, messages.TELEGRAM_CHECKING)
+        self._ack = await send_reply(self.message, messages.text("telegram_checking", self.language))
         self.status_message_id = str(self._ack.message_id)
 
     async def say(self, text: str) -> None:
