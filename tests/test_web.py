@@ -236,11 +236,28 @@ async def test_the_page_speaks_the_readers_language(settings, make_client):
     german = await make_client(settings, **{"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"})
     config = await (await german.get("/api/config")).json()
     assert config["language"] == "de-de" and config["voice"] == "de-female"
-    assert config["texts"]["submit"] == messages.WEB_TEXTS["submit"]  # English until a catalogue exists
+    assert config["texts"]["submit"] == messages.WEB_TEXTS["submit"]  # no German catalogue: English
     french = await (await german.get("/api/config?lang=fr-FR")).json()
     assert french["voice"] == "fr-female"
     unknown = await (await german.get("/api/config?lang=tlh")).json()
     assert unknown["voice"] == settings.tts.default_voice
+
+
+async def test_a_chinese_reader_gets_the_page_and_its_refusals_in_chinese(settings, make_client):
+    reader = await make_client(settings, **{"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"})
+    config = await (await reader.get("/api/config")).json()
+    assert config["texts"]["submit"] == messages.web_texts("zh-Hans")["submit"] != messages.WEB_TEXTS["submit"]
+    assert config["qualities"][0]["label"] == messages.web_quality_labels("zh-Hans")["fast"]
+    assert config["texts"]["too_big"] == messages.text(
+        "file_too_big", "zh-Hans", limit_bytes=settings.limits.max_download_bytes
+    )
+    # the flow's own refusal (a text file as the photo) comes back in the reader's language
+    refused = await reader.post("/api/jobs", data=_form(b"just some text, not a photo", text="hello"))
+    assert refused.status == 422
+    assert (await refused.json())["error"] == messages.text("not_an_image", "zh-Hans")
+    # the page's own refusal (no photo at all), and navigator.language winning over the header
+    spanish = await reader.post("/api/jobs?lang=es-MX", data=_form(text="hola"))
+    assert (await spanish.json())["error"] == messages.web_texts("es")["need_photo"]
 
 
 async def test_the_page_and_its_files_are_served(settings, make_client):

@@ -94,10 +94,27 @@ def language_of(request: web.Request) -> str:
     return tag or DEFAULT_LANGUAGE
 
 
-def catalogue(language: str):
-    """Every sentence the page shows comes through here: the one place a translated catalogue
-    plugs in. English only for now."""
-    return messages
+class PageTexts:
+    """The messages catalogue read in one reader's language, with the `messages` module's own names
+    (`texts.JOB_GONE`, `texts.file_too_big(n)`, `texts.WEB_TEXTS["submit"]`), so the page's code
+    reads the same whichever language it speaks."""
+
+    def __init__(self, lang: str):
+        self.lang = lang
+        self.WEB_TEXTS = messages.web_texts(lang)
+        self.WEB_QUALITY_LABELS = messages.web_quality_labels(lang)
+
+    def __getattr__(self, name: str):
+        english = getattr(messages, name)
+        if callable(english):
+            return lambda *args, **kwargs: messages.localize(english(*args, **kwargs), self.lang)
+        return messages.localize(english, self.lang)
+
+
+def catalogue(language: str) -> PageTexts:
+    """Every sentence the page shows comes through here, in the shipped language nearest to the
+    reader's (English when none is near)."""
+    return PageTexts(messages.resolve(language))
 
 
 # --- the app -------------------------------------------------------------------------------------
@@ -196,7 +213,7 @@ def _refusal(request: web.Request, error: AvatarbotError) -> web.Response:
         status = 413
     elif isinstance(error, QueueUnavailableError):
         status = 503
-    return web.json_response({"error": error.user_message}, status=status)
+    return web.json_response({"error": messages.for_error(error, catalogue(language_of(request)).lang)}, status=status)
 
 
 # --- page and settings ---------------------------------------------------------------------------
@@ -302,7 +319,7 @@ async def _submit(request: web.Request) -> web.Response:
     answer = FormAnswer()
     job = await request.app[LIFECYCLE].handle_request(
         answer,
-        requester(session_id),
+        requester(session_id, language_of(request)),
         ReplyTarget(chat_id=session_id),
         _uploaded(form.photo, form.photo_type, "web photo"),
         _uploaded(form.audio, form.audio_type, "web sound") if form.audio is not None else None,
@@ -391,7 +408,7 @@ async def _press(request: web.Request, job: Job, action: Action):
     message_id = (job.delivery or {}).get("message_id") or job.status_message_id
     press = Press(
         action=action, job_id=job.id, chat_id=job.reply_target.chat_id, message_id=message_id,
-        presser=requester(request[SESSION_ID]), is_moderator=_nobody_moderates,
+        presser=requester(request[SESSION_ID], language_of(request)), is_moderator=_nobody_moderates,
     )  # fmt: skip
     return await request.app[LIFECYCLE].press(press)
 

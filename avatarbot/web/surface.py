@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
+from avatarbot import messages
 from avatarbot.service.traits import Action, ErrorKind, Posted
 from avatarbot.tasks.jobs import Job, ReplyTarget, Requester
 from avatarbot.vocab import Platform
@@ -35,8 +36,12 @@ WORDS_REMEMBERED = 10_000
 CLIP_SUFFIX = ".mp4"
 
 
-def requester(session_id: str) -> Requester:
-    return Requester(platform=Platform.WEB, user_id=session_id, server_id=PAGE_SERVER_ID, display_name="web")
+def requester(session_id: str, language: str | None = None) -> Requester:
+    """The browser session as the one who asks; `language` is the reader's tag (the flow answers in
+    the nearest shipped language)."""
+    return Requester(
+        platform=Platform.WEB, user_id=session_id, server_id=PAGE_SERVER_ID, display_name="web", language=language
+    )
 
 
 class WebSurface:
@@ -126,6 +131,7 @@ class FormAnswer:
     nothing to acknowledge; what the flow says instead of making a job is kept for the response."""
 
     status_message_id = None  # the flow posts the status line (WebSurface.post_status)
+    language = messages.ENGLISH  # set by the flow before it answers (traits.Answer.language)
 
     def __init__(self):
         self.said: str | None = None
