@@ -49,8 +49,12 @@ def check_faces(settings: Settings) -> Check:
         detect_faces(np.zeros((128, 128, 3), dtype=np.uint8))
     except Exception as error:  # noqa: BLE001
         return Check("face detection", False, f"failed: {error}", "pip install dlib-bin face-recognition-models")
-    detector = "dlib HOG + 5-point landmarks" if importlib.util.find_spec("dlib") else "OpenCV Haar cascades"
-    return Check("face detection", True, detector)
+    from avatarbot.media import face_mesh
+
+    fallback = "dlib HOG" if importlib.util.find_spec("dlib") else "OpenCV Haar cascades"
+    if face_mesh.available():
+        return Check("face detection", True, f"MediaPipe face detector + face mesh (fallback: {fallback})")
+    return Check("face detection", True, f"{fallback} (no MediaPipe: lite's lips follow coarser landmarks)")
 
 
 def check_offline_tts(settings: Settings) -> Check:
