@@ -146,7 +146,7 @@ def _start_children(settings, with_worker: bool) -> list[tuple[str, multiprocess
 
 
 def _with_metrics_port(settings, name: str):
-    if settings.metrics.port is None:
+    if settings.metrics.port is None or name not in METRICS_PORT_OFFSET:  # the web page serves none
         return settings
     port = settings.metrics.port + METRICS_PORT_OFFSET[name]
     return settings.model_copy(update={"metrics": settings.metrics.model_copy(update={"port": port})})

@@ -177,7 +177,7 @@ class HunyuanSettings(_Section):
     # Where torch.compile keeps compiled kernels between worker restarts (default: torch's, in /tmp).
     compile_cache_dir: Path | None = None
     # One render across the GPUs of `avatarbot worker --gpus`: "ulysses" (all-to-all; heads must
-    # divide by the GPU count) or "ring" (needs attention = flash or cudnn).
+    # divide by the GPU count) or "ring" (needs an attention kernel that returns softmax statistics: flash, cudnn, flash-attn or sage).
     context_parallel: Literal["ulysses", "ring"] = "ulysses"
     # GPUs one render spans; `avatarbot worker --gpus 0,1,...` sets it to the number listed.
     gpus_per_render: int = Field(1, ge=1)

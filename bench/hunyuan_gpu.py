@@ -47,13 +47,14 @@ from contextlib import contextmanager
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from avatarbot.avatar.engine import QUALITY_SHORT_SIDE
 from avatarbot.avatar.hunyuan import schedule
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 # A typical phone portrait (4:5) photo; its render size per preset comes from the size buckets.
 PHOTO_SIZE = (1080, 1350)
-PRESETS = {"fast": 384, "standard": 512, "high": 704}
+PRESETS = QUALITY_SHORT_SIDE  # quality -> short side, the one quality table
 PIPELINE_SIZE = (704, 768)  # the full render: width x height, 129 frames (one window)
 PIPELINE_FRAMES = 129
 # Text rows the joint blocks see under upstream's rule (prompt tokens + 576 image features): a
@@ -661,7 +662,7 @@ def helper_flops_case(env: Env):
     video = torch.zeros(1, 3, frames, height, width, device="meta", dtype=meta.helper_dtype)
     counts["VAE encode"] = counted_flops(lambda: vae.encode(video))
     latents = torch.zeros(
-        1, vae.config.latent_channels, schedule.denoise_length(PIPELINE_FRAMES), height // 8, width // 8,
+        1, vae.config.latent_channels, schedule.decoded_latents(PIPELINE_FRAMES), height // 8, width // 8,
         device="meta", dtype=meta.helper_dtype,
     )  # fmt: skip
     counts["VAE decode"] = counted_flops(lambda: vae.decode(latents))

@@ -144,6 +144,22 @@ def test_cfg_batch_refuses_a_kernel_without_masks():
         tiny_pipeline(cfg_batch=True, attention="flash")
 
 
+@pytest.mark.parametrize(
+    ("cfg_batch", "attention", "context_parallel", "why"),
+    [
+        (True, "flash", "none", "takes a mask"),
+        (True, "sdpa", "ulysses", "do not combine"),
+        (False, "sdpa", "ring", "ring attention needs"),
+    ],
+)
+def test_modes_that_do_not_combine_are_refused_before_anything_loads(cfg_batch, attention, context_parallel, why):
+    from avatarbot.avatar.hunyuan import speed
+
+    with pytest.raises(ValueError, match=why):
+        speed.check_modes(cfg_batch, attention, context_parallel)
+    speed.check_modes(False, attention, "ulysses")  # each alone is fine
+
+
 # --- attention backends ------------------------------------------------------------------------
 def _cpu_runs_flash() -> bool:
     from torch.nn.attention import SDPBackend, sdpa_kernel

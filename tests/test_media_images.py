@@ -442,3 +442,12 @@ def test_mesh_contours_travel_with_the_job_and_follow_resizing(astronaut):
     stored = read_photo(photo_png(fitted.rgb), faces_json(fitted))
     assert stored.main_face.has_contours
     assert stored.main_face.contour("inner_lip_lower") == pytest.approx(fitted.main_face.contour("inner_lip_lower"))
+
+
+def test_face_mesh_indices_fill_every_contour_a_face_carries():
+    """`Face.contour` reads the lengths in media/types.py; the mesh's index table must give each
+    contour exactly that many points (two tables, one fact: this keeps them in step)."""
+    from avatarbot.media.face_mesh import MESH_INDICES
+    from avatarbot.media.types import CONTOUR_LENGTHS
+
+    assert {name: len(indices) for name, indices in MESH_INDICES.items()} == CONTOUR_LENGTHS

@@ -129,3 +129,16 @@ def test_animate_queue_without_any_redis_says_how_to_fix_it(tmp_path, photo_byte
     )  # fmt: skip
     assert result.returncode == 2
     assert "render queue isn't reachable" in result.stderr
+
+
+def test_each_process_of_run_gets_its_own_metrics_port_and_the_page_none():
+    from avatarbot.runner import _with_metrics_port
+    from avatarbot.settings import Settings
+
+    settings = Settings(metrics={"port": 9100}, web={"enabled": True})
+    assert [_with_metrics_port(settings, name).metrics.port for name in ("worker", "telegram", "discord")] == [
+        9100,
+        9101,
+        9102,
+    ]
+    assert _with_metrics_port(settings, "web") is settings  # the page serves no /metrics

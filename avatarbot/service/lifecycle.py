@@ -365,7 +365,7 @@ class Lifecycle:
         return record, posted
 
     async def _post_clip(self, target: ReplyTarget, job: Job) -> Posted:
-        config = await self.flow.chat_config.get(self.platform, job.requester.server_id or target.chat_id)
+        config = await self._chat_config(job.requester.server_id or target.chat_id)
         with await self.flow.clip_for_upload(job.id, self.surface.upload_limit(target)) as clip:
             posted = await self.surface.post_clip(target, job, clip, replies.caption(job, config), CLIP_ACTIONS)
         log.info("job %s posted as message %s (%d bytes)", job.id, posted.message_id, clip.size_bytes)

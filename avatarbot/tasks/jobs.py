@@ -45,7 +45,6 @@ DONE = JobState.DONE
 DELIVERED = JobState.DELIVERED
 FAILED = JobState.FAILED
 CANCELLED = JobState.CANCELLED
-ALL_STATES = frozenset(JobState)
 
 
 @dataclass(frozen=True)

@@ -222,7 +222,7 @@ async def _index(request: web.Request) -> web.StreamResponse:
 
 
 async def _config(request: web.Request) -> web.Response:
-    from avatarbot.tts.voices import list_voices
+    from avatarbot.tts.voices import default_voice_for, list_voices
 
     settings = request.app[SETTINGS]
     language = language_of(request)
@@ -241,7 +241,7 @@ async def _config(request: web.Request) -> web.Response:
                 "too_big": texts.file_too_big(settings.limits.max_download_bytes),
             },
             "voices": [{"value": voice.name, "label": voice.label} for voice in list_voices()],
-            "voice": _voice_for(language, settings.tts.default_voice),
+            "voice": default_voice_for(language, settings.tts.default_voice),
             "qualities": [{"value": str(name), "label": texts.WEB_QUALITY_LABELS[name]} for name in QUALITY_TABLE],
             "quality": settings.render.quality,
             "motion": settings.render.motion,
@@ -250,19 +250,6 @@ async def _config(request: web.Request) -> web.Response:
             "example_photo": EXAMPLE_PHOTO.is_file(),
         }
     )
-
-
-def _voice_for(language: str, default: str) -> str:
-    """A voice of the reader's language ("de-at" -> de-female), else the configured default."""
-    from avatarbot.errors import UnknownVoiceError
-    from avatarbot.tts.voices import find_voice
-
-    for candidate in (language, language.split("-")[0]):
-        try:
-            return find_voice(candidate).name
-        except UnknownVoiceError:
-            continue
-    return default
 
 
 async def _login(request: web.Request) -> web.Response:

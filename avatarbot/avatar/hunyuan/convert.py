@@ -218,7 +218,7 @@ def _limited(kind: str, items: list[str]) -> list[str]:
 
 # Upstream always builds one audio adapter per entry of this list, whatever the depth
 # (hymm_sp/modules/models_audio.py `double_stream_list`); adapter j follows double block [j].
-UPSTREAM_ADAPTER_LAYERS = tuple(range(1, 20, 2))
+UPSTREAM_ADAPTER_LAYERS = adapter_layers(20)
 _ADAPTER_KEY = re.compile(r"audio_adapter_blocks\.(?P<j>\d+)\.(?P<rest>.+)")
 
 

@@ -78,7 +78,12 @@ class HunyuanEngine:
         if torch.device(device).type == "cuda" and not torch.cuda.is_available():
             raise errors.RenderError(messages.RENDER_FAILED, detail="engine hunyuan needs a CUDA GPU; none is visible")
         if hunyuan.gpus_per_render > 1:
-            from avatarbot.avatar.hunyuan import parallel
+            from avatarbot.avatar.hunyuan import parallel, speed
+
+            try:  # before any rank is started: a refused combination leaves no process behind
+                speed.check_modes(hunyuan.cfg_batch, hunyuan.attention, hunyuan.context_parallel)
+            except ValueError as error:
+                raise errors.RenderError(messages.RENDER_FAILED, detail=f"hunyuan settings: {error}") from error
 
             group = parallel.start_group(hunyuan.gpus_per_render, hunyuan.model_dump_json())
             pipeline = parallel.ParallelPipeline(build_pipeline(hunyuan, group.device, context_parallel=True), group)

@@ -48,13 +48,11 @@ class RenderStopped(Exception):
     """A follower's render stopped because rank 0's did (cancelled, or failed between steps)."""
 
 
-def enable_context_parallel(transformer, scheme: str, attention: str) -> None:
+def enable_context_parallel(transformer, scheme: str) -> None:
     """Split each forward of `transformer` over the initialised process group (diffusers'
     `enable_parallelism` with the model's `_cp_plan`). "Anything" sharding: the text rows and
     the token count need not divide by the number of GPUs."""
     from diffusers import ContextParallelConfig
-
-    from avatarbot.avatar.hunyuan.speed import RING_ATTENTION
 
     if not dist.is_initialized():
         raise RuntimeError("context_parallel needs a process group (avatarbot worker --gpus)")
@@ -64,9 +62,7 @@ def enable_context_parallel(transformer, scheme: str, attention: str) -> None:
         if heads % world:
             raise ValueError(f"Ulysses splits the {heads} attention heads; they do not divide by {world} GPUs")
         config = ContextParallelConfig(ulysses_degree=world, ulysses_anything=True)
-    elif scheme == "ring":
-        if attention not in RING_ATTENTION:
-            raise ValueError(f"ring attention needs hunyuan.attention in {sorted(RING_ATTENTION)}, not {attention!r}")
+    elif scheme == "ring":  # the kernel was checked with the other modes (speed.check_modes)
         config = ContextParallelConfig(ring_degree=world, ring_anything=True)
     else:
         raise ValueError(f"context_parallel must be one of {SCHEMES}, not {scheme!r}")

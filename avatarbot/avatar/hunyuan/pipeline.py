@@ -78,13 +78,7 @@ class HunyuanVideoAvatarPipeline:
         compile_cache_dir: str | None = None,
         context_parallel: str = "none",
     ):
-        if cfg_batch and attention in speed.MASKLESS_ATTENTION:
-            raise ValueError(
-                f"cfg_batch needs an attention kernel that takes a mask (the two prompts count different "
-                f"rows); {attention!r} takes none: use sdpa, cudnn or efficient, or cfg_batch = false"
-            )
-        if cfg_batch and context_parallel != "none":
-            raise ValueError("cfg_batch and context_parallel do not combine: context parallelism takes no text mask")
+        speed.check_modes(cfg_batch, attention, context_parallel)
         self.transformer, self.vae = transformer, vae
         self.cfg_batch = cfg_batch
         self.face_detector = face_detector  # upstream's (face_detector.UpstreamFaceDetector) or None
@@ -107,7 +101,7 @@ class HunyuanVideoAvatarPipeline:
         if context_parallel != "none":
             from avatarbot.avatar.hunyuan.parallel import enable_context_parallel
 
-            enable_context_parallel(transformer, context_parallel, attention)
+            enable_context_parallel(transformer, context_parallel)
         if compile:
             speed.compile_blocks(transformer, compile_cache_dir)
         if face_detector is not None:

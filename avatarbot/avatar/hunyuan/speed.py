@@ -38,6 +38,20 @@ RING_ATTENTION = {"flash", "cudnn", "flash-attn", "sage"}
 FP8_COMPUTE_CAPABILITY = (8, 9)  # Ada; Hopper is (9, 0)
 
 
+def check_modes(cfg_batch: bool, attention: str, context_parallel: str) -> None:
+    """Refuse the speed modes that do not combine, before anything is loaded or any GPU process
+    started (the engine checks here before it spawns the ranks of `worker --gpus`)."""
+    if cfg_batch and attention in MASKLESS_ATTENTION:
+        raise ValueError(
+            f"cfg_batch needs an attention kernel that takes a mask (the two prompts count different "
+            f"rows); {attention!r} takes none: use sdpa, cudnn or efficient, or cfg_batch = false"
+        )
+    if cfg_batch and context_parallel != "none":
+        raise ValueError("cfg_batch and context_parallel do not combine: context parallelism takes no text mask")
+    if context_parallel == "ring" and attention not in RING_ATTENTION:
+        raise ValueError(f"ring attention needs hunyuan.attention in {sorted(RING_ATTENTION)}, not {attention!r}")
+
+
 def set_attention(transformer: nn.Module, attention: str) -> None:
     """Route the joint blocks' attention through the chosen kernel. The token refiner and the
     audio adapters keep plain SDPA: they are masked and small."""

@@ -27,12 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from avatarbot.avatar.engine import FPS
-from avatarbot.avatar.lite.visemes import VISEMES, coarticulate, from_phonemes, long_runs
+from avatarbot.avatar.lite.visemes import FPS_LEAD_S, LONG_PAUSE_S, VISEMES, coarticulate, from_phonemes, long_runs
 from avatarbot.media.types import Audio
 
 SPEECH_BAND_HZ = (300.0, 3400.0)
 WINDOW_S = 0.064  # analysis window per video frame (a little longer than one 40 ms frame)
-LEAD_S = 0.04  # lips move slightly before the sound they make
 DYNAMIC_RANGE_DB = 30.0  # below (loud level - this) counts as silence
 LOUD_PERCENTILE = 92  # the recording's "loud" reference, robust to a few shouted peaks
 ABSOLUTE_SILENCE_DB = -55.0  # speech-band level (dBFS) under which nothing is said
@@ -48,7 +47,6 @@ ACCENT_SEMITONES = 2.0  # pitch this far above the speaker's median counts as an
 ACCENT_SPAN_SEMITONES = 4.0  # ...full strength this much further up
 ACTIVITY_SECONDS = 0.8
 PHRASE_MIN_S = 0.8  # speech at least this long, then a pause at least LONG_PAUSE_S: a phrase end
-PAUSE_S = 0.3
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,7 @@ def mouth_controls(audio: Audio, frame_count: int, fps: int = FPS) -> MouthContr
 
     if audio.phonemes:
         gap, width, closed = from_phonemes(audio.phonemes, frame_count, fps)
-        closed |= long_runs(~sounding, PAUSE_S * fps)
+        closed |= long_runs(~sounding, LONG_PAUSE_S * fps)
     else:
         gap, width, closed = _classify(spectra, freqs, level_db, sounding, fps)
     held = _song_hold(sounding, fps)
@@ -92,7 +90,7 @@ def mouth_controls(audio: Audio, frame_count: int, fps: int = FPS) -> MouthContr
     rate = 1 - np.exp(-1 / (ACTIVITY_SECONDS * fps))
     activity = _one_pole(sounding.astype(np.float32), rate)
     spoke = long_runs(sounding, PHRASE_MIN_S * fps)
-    pause = long_runs(~sounding, PAUSE_S * fps)
+    pause = long_runs(~sounding, LONG_PAUSE_S * fps)
     phrase_end = pause & np.concatenate([[False], spoke[:-1]])
     return MouthControls(gap, width, activity.astype(np.float32), accent.astype(np.float32), phrase_end)
 
@@ -162,7 +160,7 @@ def _frame_spectra(samples: np.ndarray, sample_rate: int, frame_count: int, fps:
     """Power spectra of one window per video frame, centred on the frame's middle (+ lead), the
     factor that turns a band's summed power into dBFS, and the windows themselves."""
     window = max(16, round(WINDOW_S * sample_rate))
-    centres = ((np.arange(frame_count) + 0.5) / fps + LEAD_S) * sample_rate
+    centres = ((np.arange(frame_count) + 0.5) / fps + FPS_LEAD_S) * sample_rate
     starts = np.round(centres - window / 2).astype(np.int64)
     padded = np.concatenate([np.zeros(window, np.float32), samples, np.zeros(2 * window, np.float32)])
     starts = np.clip(starts + window, 0, len(padded) - window)

@@ -1,6 +1,6 @@
 """A Discord server's own settings, chosen by its admins with /avatar-settings.
 
-Stored with the flow's `ChatSettings` (Redis) under the guild id, so every bot process, and the
+Stored with the flow's `ChatConfigStore` (Redis) under the guild id, so every bot process, and the
 flow's quota check (it reads `max_per_user_per_hour` for the requester's server), sees the same
 values. Keys (registered in `avatarbot.service.chat_config`): `allowed_channels` (channel ids as
 strings; empty means everywhere), `default_voice`, `quality`, `max_per_user_per_hour`, `language`

@@ -2,7 +2,7 @@
 
 Everything about *what* a request is and how it is rendered lives in `avatarbot.service.flow`;
 reading a message is `requests.py`, downloads `files.py`, and posting progress and clips
-`delivery.py`. This module wires them into a PTB Application and answers commands and buttons.
+`surface.py`. This module wires them into a PTB Application and answers commands and buttons.
 """
 
 from __future__ import annotations
@@ -284,8 +284,9 @@ class TelegramBot:
         if job is None:
             await self._reply(message, messages.text("telegram_nothing_to_cancel", lang))
             return
-        await self.flow.cancel(job.id, str(message.from_user.id))
-        await self._reply(message, messages.text("cancelling", lang))
+        cancelled = await self.flow.cancel(job.id, str(message.from_user.id))
+        # the job may have finished between the lookup and the cancel (the flow's rule for a press)
+        await self._reply(message, messages.text("cancelling" if cancelled else "already_finished", lang))
 
     async def _on_status(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
